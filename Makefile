@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+PORT ?= 5000
+
+.PHONY: run test lint format migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+## run: install, upgrade the local SQLite database, serve on $(PORT) (sign-in codes appear in this log)
+run: $(VENV)/.runtime
+	$(FLASK) db upgrade
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+## test: install, run the whole suite (Postgres when TEST_DATABASE_URL is set, else SQLite)
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+## lint: ruff lint and format check
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## migrate: write a migration for model changes (MESSAGE="what changed")
+migrate: $(VENV)/.runtime
+	$(FLASK) db migrate -m "$(MESSAGE)"
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

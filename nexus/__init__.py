@@ -1,0 +1,66 @@
+"""Nexus, a marketplace backend. `create_app()` is the one place that wires it together."""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from nexus.auth.routes import blp as auth_blp
+from nexus.auth.tokens import init_jwt
+from nexus.cli import register_commands
+from nexus.config import VERSION, check_production, load_settings
+from nexus.database import configure_sqlite
+from nexus.errors import register_error_handlers
+from nexus.extensions import api, cors, db, jwt, limiter, mail, migrate
+from nexus.health.routes import blp as health_blp
+from nexus.logs import configure_logging
+from nexus.openapi import init_openapi
+from nexus.profile.routes import blp as profile_blp
+from nexus.web import register_request_hooks
+
+__version__ = VERSION
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+BLUEPRINTS = (health_blp, auth_blp, profile_blp)
+CORS_HEADERS = {
+    "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+    "expose_headers": ["X-Request-ID", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],
+}
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from `environ` (default: the process environment).
+
+    Raises ConfigError when ENVIRONMENT=production lacks a setting it cannot run without.
+    """
+    settings = load_settings(os.environ if environ is None else environ)
+    check_production(settings)
+    configure_logging(settings["LOG_LEVEL"])
+
+    app = Flask(__name__, static_folder=None)
+    app.config.update(settings)
+    app.url_map.strict_slashes = False
+    if settings["ENVIRONMENT"] == "production":
+        # Render's proxy is the one hop in front of us: trust its client IP and scheme.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            configure_sqlite(db.engine)
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    jwt.init_app(app)
+    init_jwt(jwt)
+    mail.init_app(app)
+    cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}}, **CORS_HEADERS)
+    limiter.init_app(app)
+    api.init_app(app)
+    init_openapi(app, api)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+
+    register_error_handlers(app)
+    register_request_hooks(app)
+    register_commands(app)
+    return app

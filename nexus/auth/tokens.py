@@ -1,0 +1,124 @@
+"""JWT access and refresh tokens: issue, rotate, revoke, and the checks flask-jwt-extended runs.
+
+Revocation lives in the database (`revoked_tokens`, by jti), so it holds across workers,
+instances and restarts. Access tokens are checked against it on every request. Refresh tokens
+are checked where they are spent, in `rotate_refresh_token`: spending one inserts its jti, and
+the unique constraint makes a second spend (a replay of a rotated or logged-out token) fail,
+which revokes every refresh token of the user by bumping their refresh-token generation.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt as pyjwt
+from flask import current_app
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from nexus.auth.models import RevokedToken
+from nexus.errors import Invalid, Unauthorized, error_body
+from nexus.extensions import db
+from nexus.users.models import User
+
+REPLAYED = "This refresh token was already used, so every session of this account was signed out; sign in again."
+
+
+def issue_tokens(user: User) -> dict[str, Any]:
+    """A new access and refresh token pair for the user."""
+    identity = str(user.id)  # PyJWT refuses a non-string subject
+    return {
+        "access_token": create_access_token(identity=identity),
+        "refresh_token": create_refresh_token(
+            identity=identity, additional_claims={"gen": user.refresh_token_generation}
+        ),
+        "token_type": "Bearer",
+        "expires_in": current_app.config["JWT_ACCESS_TOKEN_EXPIRES_SECONDS"],
+    }
+
+
+def rotate_refresh_token(user: User, claims: dict[str, Any]) -> dict[str, Any]:
+    """Spend a refresh token for a new pair; spending one twice revokes all the user's refresh tokens."""
+    if claims.get("gen") != user.refresh_token_generation:
+        raise Unauthorized("This refresh token has been revoked; sign in again.")
+    if not _revoke(claims):
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(refresh_token_generation=User.refresh_token_generation + 1)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+        raise Unauthorized(REPLAYED)
+    tokens = issue_tokens(user)
+    db.session.commit()
+    return tokens
+
+
+def sign_out(user: User, access_claims: dict[str, Any], refresh_token: str | None) -> None:
+    """Revoke the access token in use and, if given, the user's refresh token."""
+    refresh_claims = _decode_own_refresh_token(user, refresh_token) if refresh_token else None
+    _revoke(access_claims)
+    if refresh_claims is not None:
+        _revoke(refresh_claims)
+    db.session.commit()
+
+
+def _decode_own_refresh_token(user: User, token: str) -> dict[str, Any]:
+    try:
+        claims = decode_token(token, allow_expired=True)
+    except (pyjwt.PyJWTError, JWTExtendedException):
+        claims = {}
+    if claims.get("type") != "refresh" or claims.get("sub") != str(user.id):
+        message = "Not a refresh token of this account."
+        raise Invalid(message, errors={"json": {"refresh_token": [message]}})
+    return claims
+
+
+def _revoke(claims: dict[str, Any]) -> bool:
+    """Record the token as revoked; False if it already was (the unique jti decides, even in a race)."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(
+                RevokedToken(
+                    jti=claims["jti"],
+                    token_type=claims["type"],
+                    user_id=int(claims["sub"]),
+                    expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+                )
+            )
+        return True
+    except IntegrityError:
+        return False
+
+
+def _is_access_token_revoked(jwt_header: dict, jwt_payload: dict) -> bool:
+    if jwt_payload["type"] != "access":
+        return False  # refresh tokens are checked where they are spent
+    return db.session.scalar(select(RevokedToken.id).where(RevokedToken.jti == jwt_payload["jti"])) is not None
+
+
+def _load_active_user(jwt_header: dict, jwt_payload: dict) -> User | None:
+    """The token's user, read from the database on every request: deactivation applies at once."""
+    user = db.session.get(User, int(jwt_payload["sub"]))
+    return user if user is not None and user.is_active else None
+
+
+def _unauthorized(message: str):
+    return error_body(401, message), 401, {"WWW-Authenticate": "Bearer"}
+
+
+def init_jwt(jwt: JWTManager) -> None:
+    """Wire our token checks into flask-jwt-extended and make every failure a 401 in our shape."""
+    jwt.token_in_blocklist_loader(_is_access_token_revoked)
+    jwt.user_lookup_loader(_load_active_user)
+    jwt.unauthorized_loader(lambda reason: _unauthorized("Sign in first: send 'Authorization: Bearer <token>'."))
+    jwt.invalid_token_loader(lambda reason: _unauthorized(f"The token is not valid: {reason}."))
+    jwt.expired_token_loader(lambda header, payload: _unauthorized("The token has expired."))
+    jwt.revoked_token_loader(lambda header, payload: _unauthorized("The token has been revoked."))
+    jwt.user_lookup_error_loader(
+        lambda header, payload: _unauthorized("This account is deactivated or no longer exists.")
+    )
+    jwt.needs_fresh_token_loader(lambda header, payload: _unauthorized("A fresh sign-in is needed."))
+    jwt.token_verification_failed_loader(lambda header, payload: _unauthorized("The token was refused."))

@@ -1,0 +1,144 @@
+"""Settings: every environment variable of the contract, read once, with development defaults.
+
+`load_settings()` turns the environment into the Flask config mapping; `check_production()`
+refuses to start a production app that is missing what it needs, naming the problem in one line.
+"""
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+VERSION = "0.1.0"
+ENVIRONMENTS = ("development", "test", "production")
+MIN_SECRET_LENGTH = 32
+DEV_SECRET = "development-only-secret-do-not-use-in-production"  # noqa: S105 (refused in production)
+ONE_MIB = 1024 * 1024
+
+
+class ConfigError(RuntimeError):
+    """The environment cannot run the app; the message says which setting to fix."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _csv(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def normalise_database_url(url: str) -> str:
+    """Point every Postgres URL at psycopg2, the driver we install.
+
+    Render hands out `postgres://`; SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Read the contract's environment variables into Flask config keys."""
+    environment = env.get("ENVIRONMENT", "development").strip().lower() or "development"
+    if environment not in ENVIRONMENTS:
+        raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
+    production = environment == "production"
+    dev_secret = None if production else DEV_SECRET
+    database_url = env.get("DATABASE_URL", "").strip() or (None if production else "sqlite:///nexus.db")
+    allowed_hosts = _csv(env.get("ALLOWED_HOSTS"))
+    default_origins = "" if production else "http://localhost:3000,http://localhost:5173"
+
+    settings = {
+        "ENVIRONMENT": environment,
+        "TESTING": environment == "test",
+        "SECRET_KEY": env.get("SECRET_KEY") or dev_secret,
+        "JWT_SECRET_KEY": env.get("JWT_SECRET_KEY") or dev_secret,
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url) if database_url else None,
+        "CORS_ALLOWED_ORIGINS": _csv(env.get("CORS_ALLOWED_ORIGINS", default_origins)),
+        "TRUSTED_HOSTS": allowed_hosts or None,
+        "MAIL_SERVER": env.get("MAIL_SERVER", "").strip() or None,
+        "MAIL_PORT": _int(env, "MAIL_PORT", 587),
+        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS"), default=True),
+        "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL")),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER")
+        or ("Nexus <no-reply@localhost>" if not production else None),
+        "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or None,
+        "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or None,
+        "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or None,
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "").strip() or "memory://",
+        "OTP_TTL_SECONDS": _int(env, "OTP_TTL_SECONDS", 600),
+        "OTP_MAX_ATTEMPTS": _int(env, "OTP_MAX_ATTEMPTS", 5),
+        "OTP_RATE_LIMIT_PER_EMAIL": env.get("OTP_RATE_LIMIT_PER_EMAIL", "").strip() or "5 per hour",
+        "OTP_RATE_LIMIT_PER_IP": env.get("OTP_RATE_LIMIT_PER_IP", "").strip() or "30 per hour",
+        "JWT_ACCESS_TOKEN_EXPIRES_SECONDS": _int(env, "JWT_ACCESS_TOKEN_EXPIRES_SECONDS", 900),
+        "JWT_REFRESH_TOKEN_EXPIRES_SECONDS": _int(env, "JWT_REFRESH_TOKEN_EXPIRES_SECONDS", 2592000),
+        "ORDER_PAYMENT_TIMEOUT_MINUTES": _int(env, "ORDER_PAYMENT_TIMEOUT_MINUTES", 30),
+        "LOG_LEVEL": (env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+        "PORT": _int(env, "PORT", 5000),
+    }
+    settings.update(_derived(settings))
+    return settings
+
+
+def _derived(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Flask and extension settings that follow from the environment ones."""
+    database_url = settings["SQLALCHEMY_DATABASE_URI"] or ""
+    postgres = database_url.startswith("postgresql")
+    return {
+        "MAX_CONTENT_LENGTH": ONE_MIB,
+        "PROPAGATE_EXCEPTIONS": False,  # every crash becomes a JSON 500, in tests too
+        "JWT_ACCESS_TOKEN_EXPIRES": timedelta(seconds=settings["JWT_ACCESS_TOKEN_EXPIRES_SECONDS"]),
+        "JWT_REFRESH_TOKEN_EXPIRES": timedelta(seconds=settings["JWT_REFRESH_TOKEN_EXPIRES_SECONDS"]),
+        "JWT_TOKEN_LOCATION": ["headers"],
+        "JWT_COOKIE_CSRF_PROTECT": False,  # bearer headers only: no cookies, no CSRF claim
+        # A dead database fails a request in seconds instead of hanging it, and a restarted one
+        # is picked up again without restarting the app.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "connect_args": {"connect_timeout": 3}}
+        if postgres
+        else {},
+        "MAIL_SUPPRESS_SEND": settings["ENVIRONMENT"] == "test" and not settings["MAIL_SERVER"],
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "API_TITLE": "Nexus API",
+        "API_VERSION": VERSION,
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": "Marketplace API: passwordless sign-in, stores, products, orders and "
+                "Stripe payments. Errors always have the shape {code, status, message, errors?}."
+            }
+        },
+    }
+
+
+def check_production(settings: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming the first setting a production app cannot run without."""
+    if settings["ENVIRONMENT"] != "production":
+        return
+    for name in ("SECRET_KEY", "JWT_SECRET_KEY"):
+        value = settings.get(name) or ""
+        if len(value) < MIN_SECRET_LENGTH or value == DEV_SECRET:
+            raise ConfigError(f"{name} must be set to a random string of at least {MIN_SECRET_LENGTH} characters")
+    database_url = settings.get("SQLALCHEMY_DATABASE_URI") or ""
+    if not database_url or database_url.startswith("sqlite"):
+        raise ConfigError("DATABASE_URL must point at Postgres in production (it is missing or SQLite)")
+    if "*" in settings.get("CORS_ALLOWED_ORIGINS", []):
+        raise ConfigError("CORS_ALLOWED_ORIGINS must list the frontend origins, not '*'")
+    if not settings.get("MAIL_SERVER") or not settings.get("MAIL_DEFAULT_SENDER"):
+        raise ConfigError("MAIL_SERVER and MAIL_DEFAULT_SENDER must be set in production (sign-in codes go by email)")

@@ -1,0 +1,103 @@
+"""Domain errors and the one JSON error shape every failure is answered in.
+
+Services raise the errors below; routes never build error responses themselves. Every
+HTTP error (our own, werkzeug's, webargs' validation, an unhandled crash) leaves as
+`{"code", "status", "message", "errors"?}`, flask-smorest's shape.
+"""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.exc import InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A request the service refuses; `status_code` says how."""
+
+    status_code = HTTPStatus.BAD_REQUEST
+
+    def __init__(
+        self, message: str, *, errors: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class Invalid(DomainError):
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class Unauthorized(DomainError):
+    status_code = HTTPStatus.UNAUTHORIZED
+
+
+class Forbidden(DomainError):
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class NotFound(DomainError):
+    status_code = HTTPStatus.NOT_FOUND
+
+
+class Conflict(DomainError):
+    status_code = HTTPStatus.CONFLICT
+
+
+class ServiceUnavailable(DomainError):
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def error_body(status: int, message: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error shape (flask-smorest's)."""
+    body: dict[str, Any] = {"code": status, "status": HTTPStatus(status).phrase, "message": message}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def _domain_error(error: DomainError):
+    return error_body(error.status_code, error.message, error.errors), error.status_code, error.headers
+
+
+# webargs' validation failures, in plain words (its stock descriptions are werkzeug's, vague).
+VALIDATION_MESSAGES = {
+    400: "The request body is not valid JSON.",
+    422: "Some input is invalid; `errors` says what, field by field.",
+}
+TOO_LARGE = "The request body is larger than 1 MiB."
+
+
+def _http_error(error: HTTPException):
+    # webargs' abort() puts validation messages and extra headers in `data`.
+    data = getattr(error, "data", None) or {}
+    code = error.code or 500
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    headers.update(data.get("headers") or {})
+    errors = data.get("errors") or data.get("messages")
+    message = data.get("message") or error.description or HTTPStatus(code).phrase
+    if errors:
+        message = VALIDATION_MESSAGES.get(code, message)
+    elif code == 413:
+        message = TOO_LARGE
+    return error_body(code, message, errors), code, headers
+
+
+def _database_unavailable(error: Exception):
+    log.error("database unavailable: %s", error.__class__.__name__, exc_info=error)
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    return error_body(status, "The database is unavailable; try again shortly."), status, {"Retry-After": "5"}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error in the one shape: ours, werkzeug's, webargs' and the database's."""
+    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(InterfaceError, _database_unavailable)

@@ -1,0 +1,1 @@
+"""Liveness and readiness for ops and Render's health check."""

@@ -1,0 +1,1 @@
+"""Users: the account model, its wire format and the permission checks routes declare."""

@@ -1,0 +1,144 @@
+"""The test app and its database.
+
+Postgres when TEST_DATABASE_URL is set (this run creates its own database there and drops it
+at the end), else a SQLite file. The schema is built by running the migrations, so every test
+run tests them too. Tests talk to the app only over HTTP; after each one every table is emptied.
+"""
+
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import flask_migrate
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from nexus import create_app
+from nexus.config import normalise_database_url
+from nexus.extensions import db, limiter, mail
+from tests import factories
+
+
+def app_environ(database_url: str, **overrides: str) -> dict[str, str]:
+    """The environment a test app runs with: the test settings plus `overrides`."""
+    keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    return {**keep, "ENVIRONMENT": "test", "DATABASE_URL": database_url, "LOG_LEVEL": "INFO", **overrides}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgres` run in the Postgres pass (`.ci/run` runs both passes)."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return
+    skip = pytest.mark.skip(reason="needs Postgres: set TEST_DATABASE_URL (the Postgres pass of .ci/run does)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    if not server_url:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'nexus.db'}"
+        return
+    server = create_engine(normalise_database_url(server_url), isolation_level="AUTOCOMMIT")
+    name = f"nexus_test_{uuid.uuid4().hex[:10]}"
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(normalise_database_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    with server.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    server.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Flask:
+    app = create_app(app_environ(database_url))
+    with app.app_context():
+        flask_migrate.upgrade()
+    return app
+
+
+@pytest.fixture(scope="session")
+def is_postgres(app: Flask) -> bool:
+    with app.app_context():
+        return db.engine.dialect.name == "postgresql"
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(app: Flask, is_postgres: bool) -> Iterator[None]:
+    """Every test starts with empty tables and fresh rate-limit budgets."""
+    yield
+    with app.app_context():
+        tables = [table.name for table in db.metadata.sorted_tables]
+        with db.engine.begin() as connection:
+            if is_postgres:
+                connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in reversed(tables):
+                    connection.execute(text(f"DELETE FROM {table}"))
+        limiter.reset()
+
+
+@pytest.fixture(scope="session")
+def test_engine(database_url: str) -> Iterator[Engine]:
+    """The test's own connections, in autocommit: a read never holds a transaction (or a SQLite
+    lock) open while the app works, and always sees what the app committed."""
+    engine = create_engine(normalise_database_url(database_url), isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(test_engine: Engine) -> Iterator[Session]:
+    """A session for setup through factories and for looking at rows."""
+    with Session(test_engine, expire_on_commit=False) as session:
+        factories.use_session(session)
+        yield session
+
+
+@pytest.fixture
+def outbox(app: Flask) -> Iterator[list]:
+    """The emails the app sends during the test (Flask-Mail records them; none leave the machine)."""
+    with mail.record_messages() as messages:
+        yield messages
+
+
+def code_in(message) -> str:
+    """The 6-digit code standing on its own in an email's plain-text body."""
+    return re.search(r"^(\d{6})$", message.body, re.MULTILINE).group(1)
+
+
+@dataclass
+class SignedIn:
+    access_token: str
+    refresh_token: str
+    user: dict
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+@pytest.fixture
+def sign_in(client: FlaskClient, outbox: list) -> Callable[[str], SignedIn]:
+    """Sign in over HTTP as a user found or created by email: register, read the code, verify."""
+
+    def sign_in(email: str) -> SignedIn:
+        assert client.post("/api/v1/auth/register", json={"email": email}).status_code == 202
+        code = code_in(outbox[-1])
+        body = client.post("/api/v1/auth/otp/verify", json={"email": email, "code": code}).get_json()
+        return SignedIn(body["access_token"], body["refresh_token"], body["user"])
+
+    return sign_in

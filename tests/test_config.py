@@ -1,0 +1,92 @@
+"""Settings from the environment, and a production app that refuses to start without what it needs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nexus import create_app
+from nexus.config import ConfigError, load_settings, normalise_database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "s" * 48
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": SECRET,
+    "JWT_SECRET_KEY": SECRET + "j",
+    "DATABASE_URL": "postgres://nexus:pw@db.internal:5432/nexus",
+    "CORS_ALLOWED_ORIGINS": "https://shop.example.com",
+    "MAIL_SERVER": "smtp.example.com",
+    "MAIL_DEFAULT_SENDER": "Nexus <no-reply@example.com>",
+}
+
+
+def test_a_complete_production_environment_starts():
+    app = create_app(PRODUCTION)
+
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://nexus:pw@db.internal:5432/nexus"
+    assert app.config["CORS_ALLOWED_ORIGINS"] == ["https://shop.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"SECRET_KEY": ""}, "SECRET_KEY"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"JWT_SECRET_KEY": ""}, "JWT_SECRET_KEY"),
+        ({"DATABASE_URL": ""}, "DATABASE_URL"),
+        ({"DATABASE_URL": "sqlite:///prod.db"}, "DATABASE_URL"),
+        ({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS"),
+        ({"MAIL_SERVER": ""}, "MAIL_SERVER"),
+        ({"MAIL_DEFAULT_SENDER": ""}, "MAIL_DEFAULT_SENDER"),
+    ],
+)
+def test_production_refuses_to_start_naming_the_problem(change, named):
+    with pytest.raises(ConfigError, match=named):
+        create_app({**PRODUCTION, **change})
+
+
+def test_the_refusal_is_one_clear_line_on_stderr():
+    environ = {**PRODUCTION, "CORS_ALLOWED_ORIGINS": "*", "PATH": "/usr/bin:/bin"}
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "nexus: refusing to start: CORS_ALLOWED_ORIGINS must list the frontend origins, not '*'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_database_urls_are_normalised_to_psycopg2(url, expected):
+    assert normalise_database_url(url) == expected
+
+
+def test_development_defaults_need_no_environment():
+    settings = load_settings({})
+
+    assert settings["ENVIRONMENT"] == "development"
+    assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert settings["OTP_TTL_SECONDS"] == 600
+    assert settings["OTP_MAX_ATTEMPTS"] == 5
+    assert settings["JWT_ACCESS_TOKEN_EXPIRES_SECONDS"] == 900
+    assert settings["JWT_REFRESH_TOKEN_EXPIRES_SECONDS"] == 2592000
+    assert settings["ORDER_PAYMENT_TIMEOUT_MINUTES"] == 30
+    assert settings["RATELIMIT_STORAGE_URI"] == "memory://"
+
+
+@pytest.mark.parametrize("environ", [{"ENVIRONMENT": "staging"}, {"OTP_TTL_SECONDS": "ten"}])
+def test_malformed_settings_are_refused_by_name(environ):
+    with pytest.raises(ConfigError, match=next(iter(environ))):
+        load_settings(environ)

@@ -1,0 +1,85 @@
+"""End to end through a real SMTP server (aiosmtpd): the code is read from the delivered email."""
+
+import email
+import socket
+from email.message import Message
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from nexus import create_app
+from nexus.auth.models import OtpCode
+from tests.conftest import app_environ
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+def plain_text(message: Message) -> str:
+    part = next(p for p in message.walk() if p.get_content_type() == "text/plain")
+    return part.get_payload(decode=True).decode()
+
+
+def test_sign_in_with_the_code_from_a_delivered_email(database_url, smtp_server):
+    controller, inbox = smtp_server
+    app = create_app(
+        app_environ(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(controller.port), MAIL_USE_TLS="false")
+    )
+    client = app.test_client()
+
+    assert client.post("/api/v1/auth/register", json={"email": "ada@example.com"}).status_code == 202
+
+    [delivered] = inbox.messages
+    assert delivered["To"] == "ada@example.com"
+    assert {part.get_content_type() for part in delivered.walk()} >= {"text/plain", "text/html"}
+    [code] = [line for line in plain_text(delivered).splitlines() if line.strip().isdigit()]
+    assert len(code) == 6
+    tokens = client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code}).get_json()
+    me = client.get("/api/v1/profile/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert me.get_json()["email"] == "ada@example.com"
+
+
+def test_smtp_down_answers_503_stores_nothing_and_a_retry_works_once_it_is_back(database_url, session):
+    port = free_port()
+    app = create_app(app_environ(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(port), MAIL_USE_TLS="false"))
+    client = app.test_client()
+
+    response = client.post("/api/v1/auth/register", json={"email": "ada@example.com"})
+
+    assert response.status_code == 503
+    assert "email could not be sent" in response.get_json()["message"]
+    assert session.scalar(select(func.count()).select_from(OtpCode)) == 0
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        assert client.post("/api/v1/auth/register", json={"email": "ada@example.com"}).status_code == 202
+    finally:
+        controller.stop()
+    assert len(inbox.messages) == 1
+    assert session.scalar(select(func.count()).select_from(OtpCode)) == 1

@@ -1,0 +1,64 @@
+"""Code-sending requests are limited per email and per client IP (429 + Retry-After)."""
+
+from nexus import create_app
+from tests.conftest import app_environ
+
+REGISTER = "/api/v1/auth/register"
+REQUEST = "/api/v1/auth/otp/request"
+
+
+def from_ip(ip: str) -> dict:
+    return {"environ_base": {"REMOTE_ADDR": ip}}
+
+
+def assert_limited(response) -> None:
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+    body = response.get_json()
+    assert (body["code"], body["status"]) == (429, "Too Many Requests")
+
+
+def test_register_and_otp_request_share_the_per_email_budget(client, outbox):
+    for path in (REGISTER, REQUEST, REGISTER, REQUEST, REGISTER):
+        assert client.post(path, json={"email": "ada@example.com"}).status_code == 202
+
+    assert_limited(client.post(REQUEST, json={"email": "ada@example.com"}))
+    assert_limited(client.post(REGISTER, json={"email": "ada@example.com"}))
+    assert len(outbox) == 5
+
+
+def test_the_per_email_budget_ignores_case_and_spares_other_addresses(client):
+    for _ in range(5):
+        client.post(REGISTER, json={"email": "ada@example.com"})
+
+    assert_limited(client.post(REGISTER, json={"email": "ADA@Example.com"}))
+    assert client.post(REGISTER, json={"email": "bob@example.com"}).status_code == 202
+
+
+def test_the_per_email_budget_counts_unknown_addresses_too(client):
+    for _ in range(5):
+        assert client.post(REQUEST, json={"email": "nobody@example.com"}).status_code == 202
+
+    assert_limited(client.post(REQUEST, json={"email": "nobody@example.com"}))
+
+
+def test_the_per_ip_budget_spans_addresses_and_spares_other_ips(client):
+    for n in range(30):
+        assert (
+            client.post(REGISTER, json={"email": f"user{n}@example.com"}, **from_ip("203.0.113.7")).status_code == 202
+        )
+
+    assert_limited(client.post(REQUEST, json={"email": "fresh@example.com"}, **from_ip("203.0.113.7")))
+    assert client.post(REQUEST, json={"email": "fresh@example.com"}, **from_ip("198.51.100.1")).status_code == 202
+
+
+def test_the_limits_come_from_the_environment(database_url):
+    app = create_app(
+        app_environ(database_url, OTP_RATE_LIMIT_PER_EMAIL="2 per hour", OTP_RATE_LIMIT_PER_IP="3 per hour")
+    )
+    client = app.test_client()
+
+    assert client.post(REQUEST, json={"email": "a@example.com"}).status_code == 202
+    assert client.post(REQUEST, json={"email": "a@example.com"}).status_code == 202
+    assert_limited(client.post(REQUEST, json={"email": "a@example.com"}))
+    assert_limited(client.post(REQUEST, json={"email": "b@example.com"}))
