@@ -23,4 +23,3 @@ def login_required(*, refresh: bool = False) -> Callable:
         return documents_errors(401)(Blueprint.doc(security=BEARER)(checked))
 
     return decorator
-
