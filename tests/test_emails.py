@@ -1,6 +1,9 @@
-"""End to end through a real SMTP server (aiosmtpd): the code is read from the delivered email."""
+"""How sign-in codes reach people: through a real SMTP server (aiosmtpd), end to end, and
+through the log in development when no mail server is set."""
 
 import email
+import logging
+import re
 import socket
 from email.message import Message
 
@@ -83,3 +86,16 @@ def test_smtp_down_answers_503_stores_nothing_and_a_retry_works_once_it_is_back(
         controller.stop()
     assert len(inbox.messages) == 1
     assert session.scalar(select(func.count()).select_from(OtpCode)) == 1
+
+
+def test_development_without_a_mail_server_writes_the_email_to_the_log(database_url, caplog):
+    app = create_app({**app_environ(database_url), "ENVIRONMENT": "development"})
+    client = app.test_client()
+
+    with caplog.at_level(logging.WARNING, logger="nexus.auth.emails"):
+        assert client.post("/api/v1/auth/register", json={"email": "ada@example.com"}).status_code == 202
+
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "nexus.auth.emails"]
+    code = re.match(r"Sign-in code for ada@example.com: (\d{6}) ", logged).group(1)
+    assert "Your Nexus sign-in code is" in logged
+    assert client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code}).status_code == 200
