@@ -21,6 +21,12 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Indexes only Postgres can build (trigram search) are not expected on other databases."""
+    postgres_only = type_ == "index" and obj.info.get("postgres_only", False)
+    return not postgres_only or context.get_bind().dialect.name == "postgresql"
+
+
 def skip_empty_autogenerate(context, revision, directives):
     """`flask db migrate` with no model changes writes no empty revision."""
     if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
@@ -44,6 +50,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_db.metadata,
             render_item=render_item,
+            include_object=include_object,
             **options,  # Flask-Migrate's: compare_type, render_as_batch (SQLite cannot ALTER)
         )
         with context.begin_transaction():

@@ -4,6 +4,7 @@ import factory
 from factory.alchemy import SQLAlchemyModelFactory
 from sqlalchemy.orm import Session
 
+from nexus.stores.models import Product, Store
 from nexus.users.models import Role, User
 
 _session: Session | None = None
@@ -34,3 +35,31 @@ class UserFactory(_Factory):
 
 class AdminFactory(UserFactory):
     role = Role.ADMIN.value
+
+
+class StoreFactory(_Factory):
+    class Meta:
+        model = Store
+
+    owner = factory.SubFactory(UserFactory)
+    owner_id = factory.SelfAttribute("owner.id")
+    name = factory.Sequence(lambda n: f"Store {n}")
+    slug = factory.Sequence(lambda n: f"store-{n}")
+    description = "A shop."
+    currency = "aed"
+    is_active = True
+
+
+class ProductFactory(_Factory):
+    class Meta:
+        model = Product
+
+    store = factory.SubFactory(StoreFactory)
+    store_id = factory.SelfAttribute("store.id")
+    name = factory.Sequence(lambda n: f"Product {n}")
+    description = "A thing."
+    sku = factory.Sequence(lambda n: f"SKU-{n}")
+    price = 1000
+    currency = factory.SelfAttribute("store.currency")
+    stock = 10
+    is_active = True

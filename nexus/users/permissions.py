@@ -1,25 +1,51 @@
-"""Who may call a route, declared on the route: `@login_required()`.
+"""Who may call a route, declared on the route: `@login_required()`, `@login_optional()`.
 
-The decorator enforces the rule and documents it (bearer security, the 401 answer), so the
-OpenAPI document cannot drift from what the code checks. The user is read from the database
-on every request, never trusted from the token alone.
+Each decorator enforces its rule and documents it (bearer security, the 401/403 answers), so
+the OpenAPI document cannot drift from what the code checks. The user is read from the
+database on every request, never trusted from the token alone.
 """
 
 from collections.abc import Callable
+from functools import wraps
 
-from flask_jwt_extended import jwt_required
+from flask_jwt_extended import get_current_user, jwt_required
 from flask_smorest import Blueprint
 
+from nexus.errors import Forbidden
 from nexus.openapi import documents_errors
 
-BEARER = [{"bearerAuth": []}]
+BEARER = {"bearerAuth": []}
 
 
-def login_required(*, refresh: bool = False) -> Callable:
-    """A signed-in, active user (with a refresh token instead of an access token if `refresh`)."""
+def login_required(*, refresh: bool = False, verified: bool = False) -> Callable:
+    """A signed-in, active user (with a refresh token instead if `refresh`; with a verified
+    email address if `verified`)."""
 
     def decorator(view: Callable) -> Callable:
+        if verified:
+            view = _verified_only(view)
         checked = jwt_required(refresh=refresh)(view)
-        return documents_errors(401)(Blueprint.doc(security=BEARER)(checked))
+        statuses = (401, 403) if verified else (401,)
+        return documents_errors(*statuses)(Blueprint.doc(security=[BEARER])(checked))
 
     return decorator
+
+
+def login_optional() -> Callable:
+    """Anyone; a valid token, if sent, identifies the caller (`get_current_user()`, else None)."""
+
+    def decorator(view: Callable) -> Callable:
+        checked = jwt_required(optional=True)(view)
+        return documents_errors(401)(Blueprint.doc(security=[{}, BEARER])(checked))
+
+    return decorator
+
+
+def _verified_only(view: Callable) -> Callable:
+    @wraps(view)
+    def verified_only(*args, **kwargs):
+        if not get_current_user().is_verified:
+            raise Forbidden("Verify your email address first: sign in with a code sent to it.")
+        return view(*args, **kwargs)
+
+    return verified_only

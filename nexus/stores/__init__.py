@@ -1,0 +1,1 @@
+"""Stores and the product catalog."""

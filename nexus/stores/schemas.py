@@ -1,0 +1,105 @@
+"""Wire formats of stores, products and the catalog."""
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from nexus.money import MAX_AMOUNT, Amount, Currency
+from nexus.pagination import PageArgsSchema, page_of
+from nexus.users.schemas import TrimmedString
+
+NAME = {"validate": validate.Length(min=1, max=120)}
+DESCRIPTION = {"validate": validate.Length(max=5000)}
+SKU = {
+    "validate": validate.Regexp(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", error="Letters, digits, '.', '_' and '-', at most 64."
+    )
+}
+STOCK = {"strict": True, "validate": validate.Range(min=0, max=1_000_000_000)}
+
+
+class StoreSchema(Schema):
+    id = fields.Integer(required=True)
+    owner_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    slug = fields.String(required=True)
+    description = fields.String(required=True)
+    currency = fields.String(required=True)
+    is_active = fields.Boolean(required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class StoreCreateSchema(Schema):
+    name = TrimmedString(required=True, **NAME)
+    description = TrimmedString(**DESCRIPTION)
+    currency = Currency()
+
+
+class StoreUpdateSchema(Schema):
+    name = TrimmedString(**NAME)
+    description = TrimmedString(**DESCRIPTION)
+    is_active = fields.Boolean()
+
+
+class StoreListArgsSchema(PageArgsSchema):
+    q = TrimmedString(validate=validate.Length(min=1, max=100), metadata={"description": "Part of the store's name."})
+
+
+class ProductSchema(Schema):
+    id = fields.Integer(required=True)
+    store_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    sku = fields.String(required=True, allow_none=True)
+    price = fields.Integer(required=True, metadata={"description": "Minor units (1999 = 19.99)."})
+    currency = fields.String(required=True)
+    stock = fields.Integer(required=True)
+    is_active = fields.Boolean(required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class ProductCreateSchema(Schema):
+    name = TrimmedString(required=True, validate=validate.Length(min=1, max=200))
+    description = TrimmedString(**DESCRIPTION)
+    sku = TrimmedString(allow_none=True, **SKU)
+    price = Amount(required=True, metadata={"description": "Minor units (1999 = 19.99), more than 0."})
+    stock = fields.Integer(required=True, **STOCK)
+    is_active = fields.Boolean()
+
+
+class ProductUpdateSchema(Schema):
+    name = TrimmedString(validate=validate.Length(min=1, max=200))
+    description = TrimmedString(**DESCRIPTION)
+    sku = TrimmedString(allow_none=True, **SKU)
+    price = Amount()
+    stock = fields.Integer(**STOCK)
+    is_active = fields.Boolean()
+
+
+class ProductListArgsSchema(PageArgsSchema):
+    q = TrimmedString(
+        validate=validate.Length(min=1, max=100), metadata={"description": "Part of the name or description."}
+    )
+    min_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})
+    max_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})
+    in_stock = fields.Boolean(metadata={"description": "true: only products with stock left."})
+    sort = fields.String(load_default="newest", validate=validate.OneOf(["newest", "price_asc", "price_desc"]))
+
+    @validates_schema
+    def _price_range(self, data, **kwargs) -> None:
+        if data.get("min_price", 0) > data.get("max_price", MAX_AMOUNT):
+            raise ValidationError("min_price is above max_price.", "min_price")
+
+
+class CatalogArgsSchema(ProductListArgsSchema):
+    store_id = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Only this store's products."})
+
+
+class StoreProductsArgsSchema(ProductListArgsSchema):
+    include_inactive = fields.Boolean(
+        load_default=False, metadata={"description": "Also inactive products (the store's owner or an admin only)."}
+    )
+
+
+StorePageSchema = page_of(StoreSchema)
+ProductPageSchema = page_of(ProductSchema)

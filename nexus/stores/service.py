@@ -1,0 +1,185 @@
+"""Stores and products: who may see and change them, and the catalog's lists.
+
+Visibility has one rule: inactive things (an inactive product, or anything of an inactive
+store) exist only for the store's owner and admins; everyone else gets 404, so ids leak nothing.
+"""
+
+import re
+import unicodedata
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from nexus.errors import Conflict, Forbidden, NotFound
+from nexus.extensions import db
+from nexus.money import DEFAULT_CURRENCY
+from nexus.pagination import Keyset, paginate
+from nexus.stores.models import Product, Store
+from nexus.users.models import User
+
+STORES_NEWEST = Keyset("stores", (Store.id,))
+PRODUCT_SORTS = {
+    "newest": Keyset("newest", (Product.id,)),
+    "price_asc": Keyset("price_asc", (Product.price, Product.id), descending=False),
+    "price_desc": Keyset("price_desc", (Product.price, Product.id)),
+}
+SKU_TAKEN = "This store already has a product with that sku."
+
+
+def _manages(viewer: User | None, store: Store) -> bool:
+    return viewer is not None and (viewer.is_admin or viewer.id == store.owner_id)
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with LIKE's wildcards taken literally."""
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+
+
+# --- stores ---------------------------------------------------------------------------
+
+
+def get_store_for(viewer: User | None, store_id: int, *, manage: bool = False) -> Store:
+    """The store if `viewer` may see it (and change it, with `manage`); else 404 or 403."""
+    store = db.session.get(Store, store_id)
+    if store is None or (not store.is_active and not _manages(viewer, store)):
+        raise NotFound("No such store.")
+    if manage and not _manages(viewer, store):
+        raise Forbidden("Only the store's owner or an admin may do this.")
+    return store
+
+
+def list_stores(*, q: str | None = None, limit: int, cursor: str | None = None) -> dict:
+    """Active stores, newest first, optionally those whose name contains `q`."""
+    statement = select(Store).where(Store.is_active)
+    if q:
+        statement = statement.where(Store.name.ilike(_contains(q), escape="\\"))
+    return paginate(statement, STORES_NEWEST, limit=limit, cursor=cursor, scalars=True)
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-") or "store"
+
+
+def _free_slug(base: str) -> str:
+    taken = set(db.session.scalars(select(Store.slug).where(or_(Store.slug == base, Store.slug.like(f"{base}-%")))))
+    if base not in taken:
+        return base
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
+
+
+def create_store(owner: User, *, name: str, description: str = "", currency: str = DEFAULT_CURRENCY) -> Store:
+    """Open a store owned by `owner`, with a unique slug made from its name."""
+    base = slugify(name)
+    for _ in range(5):  # another store may take the same slug between our read and our insert
+        store = Store(owner_id=owner.id, name=name, description=description, currency=currency, slug=_free_slug(base))
+        try:
+            with db.session.begin_nested():
+                db.session.add(store)
+        except IntegrityError:
+            continue
+        db.session.commit()
+        return store
+    raise Conflict("Could not give the store a unique slug; try again.")
+
+
+def update_store(store: Store, changes: dict[str, Any]) -> Store:
+    for field, value in changes.items():
+        setattr(store, field, value)
+    db.session.commit()
+    return store
+
+
+# --- products -------------------------------------------------------------------------
+
+
+def get_product_for(viewer: User | None, product_id: int, *, manage: bool = False) -> Product:
+    """The product if `viewer` may see it (and change it, with `manage`); else 404 or 403."""
+    found = db.session.execute(select(Product, Store).join(Store).where(Product.id == product_id)).first()
+    if found is None:
+        raise NotFound("No such product.")
+    product, store = found
+    if not (product.is_active and store.is_active) and not _manages(viewer, store):
+        raise NotFound("No such product.")
+    if manage and not _manages(viewer, store):
+        raise Forbidden("Only the store's owner or an admin may do this.")
+    return product
+
+
+def _save_product(product: Product) -> Product:
+    try:
+        with db.session.begin_nested():
+            db.session.add(product)
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(SKU_TAKEN, errors={"json": {"sku": [SKU_TAKEN]}}) from None
+    db.session.commit()
+    return product
+
+
+def create_product(store: Store, **fields: Any) -> Product:
+    """List a product in `store`, in the store's currency."""
+    return _save_product(Product(store_id=store.id, currency=store.currency, **fields))
+
+
+def update_product(product: Product, changes: dict[str, Any]) -> Product:
+    for field, value in changes.items():
+        setattr(product, field, value)
+    return _save_product(product)
+
+
+def deactivate_product(product: Product) -> None:
+    """Take a product off sale; orders keep their own snapshot of it."""
+    product.is_active = False
+    db.session.commit()
+
+
+def _filtered(
+    statement: Select,
+    *,
+    q: str | None = None,
+    min_price: int | None = None,
+    max_price: int | None = None,
+    in_stock: bool = False,
+) -> Select:
+    if q:
+        pattern = _contains(q)
+        statement = statement.where(
+            or_(Product.name.ilike(pattern, escape="\\"), Product.description.ilike(pattern, escape="\\"))
+        )
+    if min_price is not None:
+        statement = statement.where(Product.price >= min_price)
+    if max_price is not None:
+        statement = statement.where(Product.price <= max_price)
+    if in_stock:
+        statement = statement.where(Product.stock > 0)
+    return statement
+
+
+def list_catalog(
+    *, store_id: int | None = None, sort: str = "newest", limit: int, cursor: str | None = None, **filters: Any
+) -> dict:
+    """The public catalog: active products of active stores, filtered, in `sort` order."""
+    statement = select(Product).join(Store).where(Product.is_active, Store.is_active)
+    if store_id is not None:
+        statement = statement.where(Product.store_id == store_id)
+    return paginate(_filtered(statement, **filters), PRODUCT_SORTS[sort], limit=limit, cursor=cursor, scalars=True)
+
+
+def list_store_products(
+    viewer: User | None,
+    store_id: int,
+    *,
+    include_inactive: bool = False,
+    sort: str = "newest",
+    limit: int,
+    cursor: str | None = None,
+    **filters: Any,
+) -> dict:
+    """A store's products: the active ones, or all of them for its owner and admins."""
+    store = get_store_for(viewer, store_id, manage=include_inactive)
+    statement = select(Product).where(Product.store_id == store.id)
+    if not include_inactive:
+        statement = statement.where(Product.is_active)
+    return paginate(_filtered(statement, **filters), PRODUCT_SORTS[sort], limit=limit, cursor=cursor, scalars=True)

@@ -1,0 +1,261 @@
+"""The catalog: what it lists, its filters and sorts, and keyset paging that walks any listing
+exactly once, in a fixed number of SQL statements whatever the page size."""
+
+import pytest
+from flask import Flask
+from sqlalchemy import event, text
+
+from nexus.extensions import db
+from nexus.stores.models import Product
+from tests.factories import ProductFactory, StoreFactory
+
+CATALOG = "/api/v1/products"
+SORT_KEYS = {
+    "newest": lambda p: -p["id"],
+    "price_asc": lambda p: (p["price"], p["id"]),
+    "price_desc": lambda p: (-p["price"], -p["id"]),
+}
+
+
+def ids(response) -> list[int]:
+    assert response.status_code == 200, response.get_json()
+    return [product["id"] for product in response.get_json()["items"]]
+
+
+def walk(client, url: str, *, limit: int, after_first_page=lambda: None, **query) -> list[dict]:
+    """Every item of a list, following next_cursor to the end."""
+    items, cursor = [], None
+    while True:
+        body = client.get(
+            url, query_string={"limit": limit, **query, **({"cursor": cursor} if cursor else {})}
+        ).get_json()
+        items += body["items"]
+        if cursor is None:
+            after_first_page()
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+
+
+@pytest.fixture
+def statements(app: Flask):
+    """The SQL statements the app sends while the test runs (BEGIN left out)."""
+    with app.app_context():
+        engine = db.engine
+    sent: list[tuple[str, object]] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany):
+        if statement.strip().upper() != "BEGIN":
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield sent
+    event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def shelf(session) -> list[Product]:
+    """Fourteen listed products over two stores, with repeated prices, plus unlisted ones."""
+    tea, pots = StoreFactory(name="Tea"), StoreFactory(name="Pots")
+    prices = [500, 300, 500, 100, 900, 300, 500, 700, 100, 300, 900, 500, 200, 500]
+    listed = [ProductFactory(store=(tea, pots)[n % 2], price=price, stock=n % 3) for n, price in enumerate(prices)]
+    ProductFactory(store=tea, is_active=False)
+    ProductFactory(store=StoreFactory(is_active=False))
+    return listed
+
+
+def test_the_catalog_lists_active_products_of_active_stores_newest_first(client, shelf):
+    body = client.get(CATALOG).get_json()
+
+    assert [p["id"] for p in body["items"]] == sorted((p.id for p in shelf), reverse=True)
+    assert body["next_cursor"] is None
+
+
+def test_catalog_items_are_the_product_resource(client, shelf):
+    item = client.get(CATALOG).get_json()["items"][0]
+
+    assert item == client.get(f"{CATALOG}/{item['id']}").get_json()
+
+
+@pytest.mark.parametrize("sort", SORT_KEYS)
+@pytest.mark.parametrize("limit", [1, 3, 5, 14, 100])
+def test_a_walk_visits_every_product_once_in_order(client, shelf, sort, limit):
+    items = walk(client, CATALOG, limit=limit, sort=sort)
+
+    assert len(items) == len(shelf)
+    assert items == sorted(items, key=SORT_KEYS[sort])
+    assert {p["id"] for p in items} == {p.id for p in shelf}
+
+
+@pytest.mark.parametrize("sort", SORT_KEYS)
+def test_products_added_during_a_walk_cause_no_duplicates_or_gaps(client, shelf, sort):
+    store = StoreFactory()
+    added: list[Product] = []
+
+    def add_products():
+        added.extend(ProductFactory(store=store, price=price) for price in (50, 500, 5000))
+
+    items = walk(client, CATALOG, limit=4, sort=sort, after_first_page=add_products)
+
+    seen = [p["id"] for p in items]
+    assert len(seen) == len(set(seen))
+    assert {p.id for p in shelf} <= set(seen) <= {p.id for p in shelf + added}
+    assert items == sorted(items, key=SORT_KEYS[sort])
+
+
+def test_the_limit_defaults_to_20_and_stays_within_1_to_100(client, session):
+    store = StoreFactory()
+    for _ in range(21):
+        ProductFactory(store=store)
+
+    assert len(ids(client.get(CATALOG))) == 20
+    for limit in (0, 101, -1, "many"):
+        response = client.get(CATALOG, query_string={"limit": limit})
+        assert response.status_code == 422
+        assert "limit" in response.get_json()["errors"]["query"]
+
+
+def test_a_malformed_or_foreign_cursor_is_a_422(client, shelf):
+    newest_cursor = client.get(CATALOG, query_string={"limit": 2}).get_json()["next_cursor"]
+    payload, signature = newest_cursor.rsplit(".", 1)
+
+    for cursor, sort in [
+        ("garbage", "newest"),
+        (f"{payload}.{signature[::-1]}", "newest"),  # tampered
+        (newest_cursor, "price_asc"),  # another order's cursor
+        (client.get("/api/v1/stores", query_string={"limit": 1}).get_json()["next_cursor"], "newest"),
+    ]:
+        response = client.get(CATALOG, query_string={"cursor": cursor, "sort": sort})
+        assert response.status_code == 422, cursor
+        assert "cursor" in response.get_json()["errors"]["query"]
+
+
+def test_search_matches_name_or_description_case_insensitively(client, session):
+    store = StoreFactory()
+    by_name = ProductFactory(store=store, name="Blue TEAPOT", description="Cast iron")
+    by_description = ProductFactory(store=store, name="Kettle", description="Pairs with a teapot")
+    ProductFactory(store=store, name="Mug", description="Stoneware")
+
+    assert ids(client.get(CATALOG, query_string={"q": "teapot"})) == [by_description.id, by_name.id]
+
+
+def test_search_takes_like_wildcards_literally(client, session):
+    store = StoreFactory()
+    discount = ProductFactory(store=store, name="50% off scarf")
+    ProductFactory(store=store, name="500 gram tea")
+
+    assert ids(client.get(CATALOG, query_string={"q": "50%"})) == [discount.id]
+    assert ids(client.get(CATALOG, query_string={"q": "_"})) == []
+
+
+def test_filters_combine(client, shelf):
+    store_id = shelf[0].store_id
+
+    found = client.get(
+        CATALOG, query_string={"store_id": store_id, "min_price": 300, "max_price": 500, "in_stock": "true"}
+    )
+
+    expected = [p for p in shelf if p.store_id == store_id and 300 <= p.price <= 500 and p.stock > 0]
+    assert expected and ids(found) == sorted((p.id for p in expected), reverse=True)
+
+
+def test_price_bounds_are_inclusive(client, shelf):
+    assert sorted(p["price"] for p in walk(client, CATALOG, limit=50, min_price=300, max_price=300)) == [300, 300, 300]
+
+
+def test_in_stock_false_means_no_stock_filter(client, shelf):
+    assert len(ids(client.get(CATALOG, query_string={"in_stock": "false"}))) == len(shelf)
+
+
+@pytest.mark.parametrize(
+    "query", [{"min_price": 500, "max_price": 100}, {"sort": "cheapest"}, {"min_price": -1}, {"store_id": 0}, {"q": ""}]
+)
+def test_bad_filters_are_a_422(client, query):
+    assert client.get(CATALOG, query_string=query).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("url", "query"),
+    [
+        (CATALOG, {}),
+        (CATALOG, {"sort": "price_desc", "q": "product", "in_stock": "true"}),
+        ("/api/v1/stores/{store}/products", {"sort": "price_asc"}),
+        ("/api/v1/stores", {}),
+    ],
+)
+def test_a_list_costs_the_same_few_statements_for_1_or_100_items(client, shelf, statements, url, query):
+    url = url.format(store=shelf[0].store_id)
+    counts = {}
+    for limit in (1, 100):
+        statements.clear()
+        assert client.get(url, query_string={"limit": limit, **query}).status_code == 200
+        counts[limit] = len(statements)
+
+    assert counts[1] == counts[100] <= 2
+
+
+INDEXED_QUERIES = [
+    {},
+    {"sort": "price_asc"},
+    {"sort": "price_desc"},
+    {"store_id": "{store}"},
+    {"store_id": "{store}", "sort": "price_asc"},
+    {"store_id": "{store}", "sort": "price_desc"},
+    {"min_price": 200, "max_price": 800, "sort": "price_asc"},
+    {"min_price": 200, "sort": "price_desc", "in_stock": "true"},
+    {"in_stock": "true"},
+    {"q": "teapot"},
+    {"q": "teapot", "sort": "price_asc"},
+]
+
+
+@pytest.mark.postgres
+def test_every_catalog_query_is_served_by_an_index(client, session, test_engine, statements):
+    """On 50,000 products Postgres answers each filter and sort, first page and later ones, from
+    an index: no sequential scan of products, no sort of the catalog, and a text search (of a
+    rare word) through the trigram indexes."""
+    store = StoreFactory()
+    session.execute(
+        text(
+            "INSERT INTO products"
+            " (store_id, name, description, price, currency, stock, is_active, created_at, updated_at)"
+            " SELECT :store, CASE WHEN n % 1000 = 0 THEN 'Teapot ' || n ELSE 'Mug ' || n END,"
+            " CASE WHEN n % 2 = 1 THEN 'Cast iron' ELSE 'Stoneware' END,"
+            " 100 + n % 900, 'aed', n % 4, true, now(), now()"
+            " FROM generate_series(1, 50000) AS n"
+        ),
+        {"store": store.id},
+    )
+    session.execute(text("VACUUM ANALYZE products"))  # as autovacuum would: folds GIN pending lists in
+    connection = test_engine.raw_connection()
+    try:
+        for template in INDEXED_QUERIES:
+            query = {key: str(value).format(store=store.id) for key, value in template.items()}
+            for cursor in (None, client.get(CATALOG, query_string={**query, "limit": 5}).get_json()["next_cursor"]):
+                statements.clear()
+                assert client.get(CATALOG, query_string={**query, "cursor": cursor or []}).status_code == 200
+                [(sql, parameters)] = statements
+                explain = connection.cursor()
+                explain.execute(f"EXPLAIN (FORMAT JSON) {sql}", parameters)
+                nodes = plan_nodes(explain.fetchone()[0])
+                scans = [node for node in nodes if node.get("Relation Name") == "products"]
+                where = f"{query} cursor={bool(cursor)}: {nodes}"
+                assert scans and all(node["Node Type"] != "Seq Scan" for node in scans), where
+                if "q" in query:
+                    assert {"ix_products_name_trgm", "ix_products_description_trgm"} <= {
+                        n.get("Index Name") for n in nodes
+                    }, where
+                else:
+                    assert all(node["Node Type"] not in ("Sort", "Incremental Sort") for node in nodes), where
+    finally:
+        connection.close()
+
+
+def plan_nodes(plan: list) -> list[dict]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    nodes, stack = [], [plan[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.get("Plans", []))
+    return nodes

@@ -1,0 +1,181 @@
+"""Stores: opening, seeing and changing them, and who may do which."""
+
+import pytest
+from sqlalchemy import update
+
+from nexus.users.models import User
+from tests.factories import AdminFactory, StoreFactory, UserFactory
+
+STORES = "/api/v1/stores"
+
+
+@pytest.fixture
+def owner(sign_in):
+    return sign_in("owner@example.com")
+
+
+@pytest.fixture
+def stranger(sign_in):
+    return sign_in("stranger@example.com")
+
+
+@pytest.fixture
+def admin(sign_in, session):
+    AdminFactory(email="admin@example.com")
+    return sign_in("admin@example.com")
+
+
+def open_store(client, who, **fields) -> dict:
+    response = client.post(STORES, headers=who.headers, json={"name": "Corner Shop", **fields})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def test_a_verified_user_opens_a_store_they_own(client, owner):
+    response = client.post(
+        STORES, headers=owner.headers, json={"name": " Corner Shop ", "description": "Tea and books"}
+    )
+
+    assert response.status_code == 201
+    store = response.get_json()
+    assert store["owner_id"] == owner.user["id"]
+    assert (store["name"], store["slug"], store["description"], store["currency"], store["is_active"]) == (
+        "Corner Shop",
+        "corner-shop",
+        "Tea and books",
+        "aed",
+        True,
+    )
+    assert set(store) == {
+        "id",
+        "owner_id",
+        "name",
+        "slug",
+        "description",
+        "currency",
+        "is_active",
+        "created_at",
+        "updated_at",
+    }
+
+
+def test_opening_a_store_needs_a_token_and_a_verified_email(client, owner, session):
+    assert client.post(STORES, json={"name": "Shop"}).status_code == 401
+    session.execute(update(User).where(User.email == "owner@example.com").values(is_verified=False))
+
+    response = client.post(STORES, headers=owner.headers, json={"name": "Shop"})
+
+    assert response.status_code == 403
+    assert "Verify your email" in response.get_json()["message"]
+
+
+def test_slugs_are_unique_and_readable(client, owner, stranger):
+    first = open_store(client, owner, name="Café Déjà Vu")
+    second = open_store(client, stranger, name="cafe deja vu!")
+    third = open_store(client, owner, name="CAFÉ déjà vu")
+    symbols = open_store(client, owner, name="★★★")
+
+    assert [first["slug"], second["slug"], third["slug"]] == ["cafe-deja-vu", "cafe-deja-vu-2", "cafe-deja-vu-3"]
+    assert symbols["slug"] == "store"
+
+
+def test_currency_is_lowercase_iso_4217(client, owner):
+    assert open_store(client, owner, currency="USD")["currency"] == "usd"
+
+    response = client.post(STORES, headers=owner.headers, json={"name": "Shop", "currency": "xyz"})
+
+    assert response.status_code == 422
+    assert "currency" in response.get_json()["errors"]["json"]
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"name": ""}, {"name": "x" * 121}, {"name": "Shop", "owner_id": 1}, {"name": "Shop", "slug": "s"}]
+)
+def test_bad_store_input_is_refused(client, owner, body):
+    assert client.post(STORES, headers=owner.headers, json=body).status_code == 422
+
+
+def test_an_active_store_is_public(client, owner):
+    store = open_store(client, owner)
+
+    response = client.get(f"{STORES}/{store['id']}")
+
+    assert (response.status_code, response.get_json()) == (200, store)
+
+
+def test_an_inactive_store_is_seen_only_by_its_owner_and_admins(client, owner, stranger, admin):
+    store = open_store(client, owner)
+    client.patch(f"{STORES}/{store['id']}", headers=owner.headers, json={"is_active": False})
+
+    assert client.get(f"{STORES}/{store['id']}").status_code == 404
+    assert client.get(f"{STORES}/{store['id']}", headers=stranger.headers).status_code == 404
+    assert client.get(f"{STORES}/{store['id']}", headers=owner.headers).get_json()["is_active"] is False
+    assert client.get(f"{STORES}/{store['id']}", headers=admin.headers).status_code == 200
+
+
+def test_an_unknown_store_is_404(client):
+    assert client.get(f"{STORES}/999999").status_code == 404
+
+
+def test_the_owner_and_admins_change_a_store(client, owner, admin):
+    store = open_store(client, owner)
+
+    renamed = client.patch(
+        f"{STORES}/{store['id']}", headers=owner.headers, json={"name": "Renamed", "description": "New"}
+    )
+    closed = client.patch(f"{STORES}/{store['id']}", headers=admin.headers, json={"is_active": False})
+
+    assert renamed.status_code == 200
+    assert (renamed.get_json()["name"], renamed.get_json()["slug"]) == ("Renamed", "corner-shop")
+    assert closed.get_json()["is_active"] is False
+
+
+def test_others_may_not_change_a_store(client, owner, stranger):
+    store = open_store(client, owner)
+
+    assert client.patch(f"{STORES}/{store['id']}", json={"name": "Mine"}).status_code == 401
+    assert client.patch(f"{STORES}/{store['id']}", headers=stranger.headers, json={"name": "Mine"}).status_code == 403
+    client.patch(f"{STORES}/{store['id']}", headers=owner.headers, json={"is_active": False})
+    assert client.patch(f"{STORES}/{store['id']}", headers=stranger.headers, json={"name": "Mine"}).status_code == 404
+
+
+@pytest.mark.parametrize("field", [{"currency": "usd"}, {"slug": "x"}, {"owner_id": 2}])
+def test_store_fields_outside_the_contract_cannot_be_patched(client, owner, field):
+    store = open_store(client, owner)
+
+    assert client.patch(f"{STORES}/{store['id']}", headers=owner.headers, json=field).status_code == 422
+
+
+def test_the_store_list_shows_active_stores_newest_first(client, session):
+    older, newer = StoreFactory(name="Older"), StoreFactory(name="Newer")
+    StoreFactory(name="Closed", is_active=False)
+
+    body = client.get(STORES).get_json()
+
+    assert [store["id"] for store in body["items"]] == [newer.id, older.id]
+    assert body["next_cursor"] is None
+
+
+def test_the_store_list_searches_names_case_insensitively_and_literally(client, session):
+    owner = UserFactory()
+    tea = StoreFactory(owner=owner, name="Tea House")
+    StoreFactory(owner=owner, name="Coffee Corner")
+    percent = StoreFactory(owner=owner, name="100% Cotton")
+
+    assert [s["id"] for s in client.get(f"{STORES}?q=tea").get_json()["items"]] == [tea.id]
+    assert [s["id"] for s in client.get(f"{STORES}?q=0%25").get_json()["items"]] == [percent.id]
+    assert client.get(f"{STORES}?q=_").get_json()["items"] == []
+
+
+def test_the_store_list_pages_through_every_store_once(client, session):
+    stores = [StoreFactory() for _ in range(7)]
+
+    seen, cursor = [], None
+    while True:
+        body = client.get(STORES, query_string={"limit": 3, **({"cursor": cursor} if cursor else {})}).get_json()
+        seen += [s["id"] for s in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == sorted((s.id for s in stores), reverse=True)
