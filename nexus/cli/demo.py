@@ -1,0 +1,206 @@
+"""`flask --app wsgi demo seed`: realistic demo stores and products, and two demo accounts.
+
+On Postgres the products stream in through COPY and the indexes are built once at the end (a
+million products in about half a minute); other databases get multi-row INSERTs. Everything
+belongs to the demo owner, so `--reset` takes the previous demo catalog away without touching
+anyone else's data.
+"""
+
+import io
+import itertools
+import math
+import random
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import delete, func, insert, select, text
+
+from nexus.database import utcnow
+from nexus.extensions import db
+from nexus.stores.models import Product, Store
+from nexus.stores.service import slugify
+from nexus.users.models import User
+from nexus.users.service import get_or_create_user
+
+DEMO_OWNER = "demo-owner@example.com"
+DEMO_BUYER = "demo-buyer@example.com"
+CHUNK = 50_000
+PRODUCT_COLUMNS = (
+    "store_id",
+    "name",
+    "description",
+    "sku",
+    "price",
+    "currency",
+    "stock",
+    "is_active",
+    "created_at",
+    "updated_at",
+)
+
+ADJECTIVES = """
+    Handmade Organic Vintage Classic Modern Rustic Minimal Compact Deluxe Portable Woven Hand-thrown Reclaimed
+    Artisan Everyday Heirloom Nordic Coastal Desert Alpine Botanical Sculpted Hammered Speckled Brushed Matte
+    Glazed Frosted Quilted Folding Stackable Wireless Rechargeable Weatherproof Lightweight Oversized
+""".split()
+MATERIALS = """
+    Walnut Oak Bamboo Ceramic Stoneware Porcelain Linen Cotton Wool Leather Copper Brass Steel Cast-iron Glass
+    Marble Cork Rattan Jute Silk Cashmere Terracotta Concrete Beeswax Felt Canvas Birch Teak Slate
+""".split()
+NOUNS = """
+    Teapot Mug Bowl Vase Lamp Candle Blanket Throw Cushion Tote Backpack Wallet Notebook Planner Pen
+    Desk-organizer Cutting-board Knife Skillet Kettle Coffee-grinder French-press Plate Tumbler Carafe Planter
+    Watering-can Clock Mirror Frame Rug Basket Shelf Stool Apron Scarf Beanie Gloves Socks Sweater Journal
+    Speaker Headphones Charger Bottle Lunchbox Spice-rack Serving-tray Doormat Wind-chime Birdhouse Puzzle
+    Chess-set Yoga-mat Water-bottle Bookend
+""".split()
+FEATURES = [
+    "made in small batches", "finished by hand", "built to last for years", "easy to clean", "designed in Dubai",
+    "sustainably sourced", "dishwasher safe", "gift-ready in a recycled box", "each one slightly different",
+    "backed by a two-year warranty", "water-resistant", "ethically produced", "lead-free and food safe",
+    "packed without plastic",
+]  # fmt: skip
+USES = [
+    "Perfect for slow mornings.", "A thoughtful housewarming gift.", "Made for everyday use.",
+    "Looks good on any shelf.", "Pairs well with the rest of the collection.", "Ideal for small spaces.",
+    "Takes the outdoors indoors.", "Travels well.",
+]  # fmt: skip
+STORE_WORDS = "Atelier Workshop Trading Goods Supply Studio Market House Collective Emporium Depot".split()
+PLACES = "Marina Jumeirah Deira Karama Satwa Barsha Khor Creek Oasis Dune Falcon Pearl Palm Souk Harbour".split()
+CURRENCY_MIX = ("aed",) * 8 + ("usd", "eur")
+
+
+class Catalog:
+    """Realistic, reproducible stores and products."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = random.Random(seed)  # noqa: S311 (demo data, reproducible on purpose)
+        pick = self.random.choice
+        self.descriptions = [
+            f"{pick(ADJECTIVES)} {pick(NOUNS).replace('-', ' ').lower()} in {pick(MATERIALS).lower()}, "
+            f"{pick(FEATURES)}. {pick(USES)}"
+            for _ in range(4_000)
+        ]
+
+    def store(self, n: int, owner_id: int, now: datetime) -> dict:
+        name = f"{self.random.choice(PLACES)} {self.random.choice(MATERIALS)} {self.random.choice(STORE_WORDS)} {n}"
+        return {
+            "owner_id": owner_id,
+            "name": name,
+            "slug": slugify(f"demo {name}"),
+            "description": f"Independent shop number {n}: {self.random.choice(self.descriptions)}",
+            "currency": self.random.choice(CURRENCY_MIX),
+            "is_active": n % 40 != 0,  # a few closed stores
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def products(self, count: int, stores: list[tuple[int, str]], now: datetime) -> Iterator[tuple]:
+        """`count` products in column order, oldest first, spread over the past year."""
+        rng, pick, descriptions = self.random, self.random.choice, self.descriptions
+        start, step = now - timedelta(days=365), timedelta(days=365) / max(count, 1)
+        low, high = math.log(300), math.log(250_000)
+        for n in range(count):
+            store_id, currency = stores[n % len(stores)]
+            created = start + step * n
+            yield (
+                store_id,
+                f"{pick(ADJECTIVES)} {pick(MATERIALS)} {pick(NOUNS).replace('-', ' ')}",
+                pick(descriptions),
+                f"D{store_id}-{n:08d}",
+                int(math.exp(rng.uniform(low, high))) // 100 * 100 + 99,
+                currency,
+                0 if n % 10 == 3 else rng.randint(1, 500),
+                n % 20 != 7,  # a few inactive products
+                created,
+                created,
+            )
+
+
+def _copy_line(row: tuple) -> str:
+    """One COPY text-format line (generated text has no tabs, newlines or backslashes)."""
+    *head, active, created, updated = row
+    return "\t".join(map(str, head)) + f"\t{'t' if active else 'f'}\t{created.isoformat()}\t{updated.isoformat()}\n"
+
+
+def _chunks(rows: Iterator[tuple]) -> Iterator[list[tuple]]:
+    while chunk := list(itertools.islice(rows, CHUNK)):
+        yield chunk
+
+
+def _insert_products(rows: Iterator[tuple], count: int) -> None:
+    with click.progressbar(length=count, label="products", show_pos=True, show_eta=True) as bar:
+        for chunk in _chunks(rows):
+            db.session.execute(insert(Product), [dict(zip(PRODUCT_COLUMNS, row, strict=True)) for row in chunk])
+            bar.update(len(chunk))
+
+
+def _copy_products(rows: Iterator[tuple], count: int) -> None:
+    """COPY into Postgres, with the secondary indexes dropped and rebuilt around it: building an
+    index once is many times cheaper than updating it a million times (18 s of a 1M load)."""
+    connection = db.session.connection()
+    indexes = list(Product.__table__.indexes)
+    for index in indexes:
+        index.drop(connection)
+    copy = f"COPY products ({', '.join(PRODUCT_COLUMNS)}) FROM STDIN"
+    with click.progressbar(length=count, label="products", show_pos=True, show_eta=True) as bar:
+        for chunk in _chunks(rows):
+            connection.connection.cursor().copy_expert(copy, io.StringIO("".join(map(_copy_line, chunk))))
+            bar.update(len(chunk))
+    connection.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+    with click.progressbar(indexes, label="indexes ", item_show_func=lambda i: i.name if i else "") as bar:
+        for index in bar:
+            index.create(connection)
+
+
+def _remove_demo_catalog(owner: User) -> int:
+    store_ids = select(Store.id).where(Store.owner_id == owner.id).scalar_subquery()
+    db.session.execute(delete(Product).where(Product.store_id.in_(store_ids)))
+    return db.session.execute(delete(Store).where(Store.owner_id == owner.id)).rowcount
+
+
+def _demo_user(email: str, full_name: str) -> User:
+    user = get_or_create_user(email=email, full_name=full_name)
+    user.is_verified = True
+    return user
+
+
+demo = AppGroup("demo", help="Demo data for trying the API and for benchmarks.")
+
+
+@demo.command("seed")
+@click.option("--stores", "store_count", default=10, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--products", "product_count", default=1_000, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option("--reset", is_flag=True, help="First remove the demo catalog a previous seed made.")
+@click.option(
+    "--seed", "random_seed", default=2026, show_default=True, help="Random seed: the same seed, the same data."
+)
+def seed_command(store_count: int, product_count: int, reset: bool, random_seed: int) -> None:
+    """Add STORES demo stores holding PRODUCTS products in total, plus a demo owner and buyer."""
+    if current_app.config["ENVIRONMENT"] == "production":
+        raise click.ClickException("demo data is not for production databases (ENVIRONMENT=production)")
+    started = time.monotonic()
+    postgres = db.engine.dialect.name == "postgresql"
+    owner = _demo_user(DEMO_OWNER, "Demo Owner")
+    _demo_user(DEMO_BUYER, "Demo Buyer")
+    db.session.flush()
+    if reset:
+        click.echo(f"removed {_remove_demo_catalog(owner)} demo stores and their products")
+
+    catalog, now = Catalog(random_seed), utcnow()
+    first = db.session.scalar(select(func.coalesce(func.max(Store.id), 0))) + 1
+    store_rows = [catalog.store(n, owner.id, now) for n in range(first, first + store_count)]
+    stores = db.session.execute(insert(Store).returning(Store.id, Store.currency), store_rows).all()
+    rows = catalog.products(product_count, [tuple(store) for store in stores], now)
+    (_copy_products if postgres else _insert_products)(rows, product_count)
+    db.session.commit()
+    if postgres:  # fresh statistics for the planner
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE stores, products"))
+
+    click.echo(f"seeded {store_count} stores and {product_count} products in {time.monotonic() - started:.1f} s")
+    click.echo(f"sign in as {DEMO_BUYER} (a buyer) or {DEMO_OWNER} (owns the demo stores); codes go to the log")
