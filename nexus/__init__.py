@@ -11,13 +11,14 @@ from nexus.auth.routes import blp as auth_blp
 from nexus.auth.tokens import init_jwt
 from nexus.cli import register_commands
 from nexus.config import VERSION, check_production, load_settings
-from nexus.database import configure_sqlite
+from nexus.database import configure_engines
 from nexus.errors import register_error_handlers
 from nexus.extensions import api, cors, db, jwt, limiter, mail, migrate
 from nexus.health.routes import blp as health_blp
 from nexus.logs import configure_logging
 from nexus.openapi import init_openapi
 from nexus.profile.routes import blp as profile_blp
+from nexus.serialization import OrjsonProvider
 from nexus.stores.routes import products as products_blp
 from nexus.stores.routes import stores as stores_blp
 from nexus.web import register_request_hooks
@@ -41,6 +42,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     configure_logging(settings["LOG_LEVEL"])
 
     app = Flask(__name__, static_folder=None)
+    app.json = OrjsonProvider(app)
     app.config.update(settings)
     app.url_map.strict_slashes = False
     if settings["ENVIRONMENT"] == "production":
@@ -49,8 +51,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
 
     db.init_app(app)
     with app.app_context():
-        if db.engine.dialect.name == "sqlite":
-            configure_sqlite(db.engine)
+        configure_engines(db.engines)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     jwt.init_app(app)
     init_jwt(jwt)

@@ -4,9 +4,12 @@ Timestamps are timezone-aware UTC in Python on every database: Postgres stores `
 SQLite has no zone at all, and `UTCDateTime` hides the difference.
 """
 
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -29,6 +32,11 @@ class UTCDateTime(TypeDecorator):
             raise ValueError("naive datetime given to a UTCDateTime column")
         return value.astimezone(UTC)
 
+    def result_processor(self, dialect, coltype):
+        if dialect.name == "postgresql":
+            return None  # psycopg2 hands back aware datetimes, in UTC: the session's TimeZone (config)
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
@@ -42,6 +50,47 @@ class Timestamps:
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
+
+
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def ping_after_idle(engine: Engine) -> None:
+    """Test a pooled connection before use, but only one that sat idle a while.
+
+    `pool_pre_ping` tests every checkout, a database round trip per request (a tenth of a
+    catalog page). A connection in steady use proves itself with every query; one left idle may
+    have been cut by a database restart or a proxy, so it is pinged and, if dead, replaced
+    before the request sees it. A connection cut while in use fails that one request with a
+    503, and SQLAlchemy then replaces every pooled connection made before the failure.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection, connection_record) -> None:
+        connection_record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, connection_record, connection_proxy) -> None:
+        idle_since = connection_record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as error:  # the pool retries the checkout with a new connection
+            raise DisconnectionError("idle connection did not answer a ping") from error
+
+
+def configure_engines(engines: Mapping[str | None, Engine]) -> None:
+    """Postgres pools ping idle connections; SQLite gets foreign keys and real transactions
+    (not on the autocommit engine lists read through, which runs no transactions)."""
+    for key, engine in engines.items():
+        if engine.dialect.name == "postgresql":
+            ping_after_idle(engine)
+        elif key is None:
+            configure_sqlite(engine)
 
 
 def configure_sqlite(engine: Engine) -> None:

@@ -6,9 +6,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
 
-from nexus import create_app
+from nexus import create_app, database
 from nexus.config import VERSION
+from nexus.extensions import db
 from tests.conftest import app_environ
 
 
@@ -86,3 +88,48 @@ def test_other_endpoints_answer_a_json_503_when_the_database_is_down():
 
     assert response.status_code == 503
     assert response.get_json()["message"] == "The database is unavailable; try again shortly."
+
+
+@pytest.fixture
+def cut_connections(app, session):
+    """Cuts every connection of the app to the database, as a database restart would; the app's
+    pools are emptied afterwards so later tests start clean."""
+
+    def cut() -> None:
+        session.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'nexus'"
+            )
+        )
+
+    yield cut
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.mark.postgres
+def test_connections_cut_while_idle_are_replaced_before_a_request_uses_them(client, cut_connections, monkeypatch):
+    monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 0.0)
+    assert client.get("/api/v1/products").status_code == 200
+    assert client.post("/api/v1/auth/otp/request", json={"email": "a@example.com"}).status_code == 202
+
+    cut_connections()
+
+    assert client.get("/api/v1/products").status_code == 200
+    assert client.post("/api/v1/auth/otp/request", json={"email": "b@example.com"}).status_code == 202
+
+
+@pytest.mark.postgres
+def test_a_connection_cut_while_in_use_fails_at_most_one_request_and_the_app_recovers(client, cut_connections):
+    assert client.get("/api/v1/products").status_code == 200
+
+    cut_connections()
+
+    answers = [client.get("/api/v1/products") for _ in range(3)]
+    assert [a.status_code for a in answers].count(503) <= 1
+    assert answers[-1].status_code == 200
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.get_json()["message"] == "The database is unavailable; try again shortly."
