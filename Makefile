@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PORT ?= 5000
 
-.PHONY: run test lint format migrate clean
+BENCH_HARNESS ?= ../shared/bench
+BENCH_PRODUCTS ?= 1000000
+
+.PHONY: run test lint format migrate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +30,11 @@ run: $(VENV)/.runtime
 ## test: install, run the whole suite (Postgres when TEST_DATABASE_URL is set, else SQLite)
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
+
+## bench: the shared harness (project vs raw SQL vs DRF, BENCH_PRODUCTS products), then filter latencies
+bench: $(VENV)/.runtime
+	$(BENCH_HARNESS)/run.sh --project . --products $(BENCH_PRODUCTS) --keep-pg
+	$(BIN)/python bench/catalog_filters.py --harness $(BENCH_HARNESS); status=$$?; $(BENCH_HARNESS)/pg.sh stop; exit $$status
 
 ## lint: ruff lint and format check
 lint: $(VENV)/.dev

@@ -5,7 +5,8 @@ import re
 import time
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
+from flask.sessions import SessionInterface, SessionMixin
 from flask_jwt_extended import get_jwt_identity
 
 access_log = logging.getLogger("nexus.access")
@@ -31,22 +32,24 @@ def _signed_in_user_id() -> str | None:
 
 def _finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or uuid.uuid4().hex
-    response.headers["X-Request-ID"] = request_id
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    docs = request.path == "/api/docs" or request.path.startswith("/api/docs/")
-    response.headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else API_CSP)
+    method, path, status = request.method, request.path, response.status_code
+    headers = response.headers
+    headers["X-Request-ID"] = request_id
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    docs = path == "/api/docs" or path.startswith("/api/docs/")
+    headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else API_CSP)
     duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
     access_log.info(
         "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
+        method,
+        path,
+        status,
         extra={
             "fields": {
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
+                "method": method,
+                "path": path,
+                "status": status,
                 "duration_ms": round(duration_ms, 2),
                 "request_id": request_id,
                 "user_id": _signed_in_user_id(),
@@ -57,6 +60,18 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
+class NoCookieSessions(SessionInterface):
+    """A bearer-token API keeps no cookie session: skip opening one on every request (and any
+    attempt to write one fails loudly, through Flask's NullSession)."""
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
+
+
 def register_request_hooks(app: Flask) -> None:
+    app.session_interface = NoCookieSessions()
     app.before_request(_start_request)
     app.after_request(_finish_request)

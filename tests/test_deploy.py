@@ -1,6 +1,7 @@
 """The Render Blueprint really deploys this app: its start command serves the health path with
 exactly the environment the Blueprint provides, and its pre-deploy command migrates Postgres."""
 
+import json
 import os
 import secrets
 import shlex
@@ -85,12 +86,10 @@ def test_the_start_command_serves_the_health_path_with_the_blueprint_environment
         while body is None and time.monotonic() < deadline and server.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{WEB['healthCheckPath']}", timeout=2) as answer:
-                    body = (answer.status, answer.read())
+                    body = (answer.status, json.loads(answer.read()))
             except OSError:
                 time.sleep(0.2)
-        assert body == (200, b'{"status":"ok"}\n'), (
-            server.stdout.read1().decode() if server.poll() is not None else body
-        )
+        assert body == (200, {"status": "ok"}), server.stdout.read1().decode() if server.poll() is not None else body
     finally:
         server.terminate()
         server.wait(timeout=30)

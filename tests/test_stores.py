@@ -163,6 +163,7 @@ def test_the_store_list_searches_names_case_insensitively_and_literally(client, 
     percent = StoreFactory(owner=owner, name="100% Cotton")
 
     assert [s["id"] for s in client.get(f"{STORES}?q=tea").get_json()["items"]] == [tea.id]
+    assert [s["id"] for s in client.get(f"{STORES}?q=HOUSE+tea").get_json()["items"]] == [tea.id]
     assert [s["id"] for s in client.get(f"{STORES}?q=0%25").get_json()["items"]] == [percent.id]
     assert client.get(f"{STORES}?q=_").get_json()["items"] == []
 

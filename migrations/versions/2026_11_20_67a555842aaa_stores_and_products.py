@@ -65,14 +65,12 @@ def upgrade():
     if on_postgres():
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         op.create_index('ix_stores_name_trgm', 'stores', ['name'], unique=False, postgresql_using='gin', postgresql_ops={'name': 'gin_trgm_ops'})
-        op.create_index('ix_products_name_trgm', 'products', ['name'], unique=False, postgresql_using='gin', postgresql_ops={'name': 'gin_trgm_ops'})
-        op.create_index('ix_products_description_trgm', 'products', ['description'], unique=False, postgresql_using='gin', postgresql_ops={'description': 'gin_trgm_ops'})
+        op.create_index('ix_products_search_trgm', 'products', [sa.literal_column("((name::text || ' '::text) || description)").label('search_text')], unique=False, postgresql_using='gin', postgresql_ops={'search_text': 'gin_trgm_ops'})
 
 
 def downgrade():
     if on_postgres():
-        op.drop_index('ix_products_description_trgm', table_name='products')
-        op.drop_index('ix_products_name_trgm', table_name='products')
+        op.drop_index('ix_products_search_trgm', table_name='products')
         op.drop_index('ix_stores_name_trgm', table_name='stores')
     with op.batch_alter_table('products', schema=None) as batch_op:
         batch_op.drop_index('ix_products_store_id_price_id')

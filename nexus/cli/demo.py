@@ -114,8 +114,8 @@ class Catalog:
                 f"D{store_id}-{n:08d}",
                 int(math.exp(rng.uniform(low, high))) // 100 * 100 + 99,
                 currency,
-                0 if n % 10 == 3 else rng.randint(1, 500),
-                n % 20 != 7,  # a few inactive products
+                0 if rng.random() < 0.1 else rng.randint(1, 500),  # a tenth sold out
+                rng.random() >= 0.05,  # a few taken off sale
                 created,
                 created,
             )

@@ -21,7 +21,7 @@ class Me(MethodView):
         return get_current_user()
 
     @login_required()
-    @blp.arguments(ProfileUpdateSchema)
+    @blp.arguments(ProfileUpdateSchema())
     @blp.response(200, UserSchema)
     def patch(self, changes):
         """Change your name or phone number."""

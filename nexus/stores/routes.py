@@ -27,14 +27,14 @@ products = Blueprint("products", __name__, url_prefix="/api/v1/products", descri
 
 @stores.route("")
 class Stores(MethodView):
-    @stores.arguments(StoreListArgsSchema, location="query")
+    @stores.arguments(StoreListArgsSchema(), location="query")
     @stores.response(200, StorePageSchema)
     def get(self, args):
         """Active stores, newest first."""
         return service.list_stores(**args)
 
     @login_required(verified=True)
-    @stores.arguments(StoreCreateSchema)
+    @stores.arguments(StoreCreateSchema())
     @stores.response(201, StoreSchema)
     def post(self, fields):
         """Open a store; you own it."""
@@ -51,7 +51,7 @@ class StoreById(MethodView):
         return service.get_store_for(get_current_user(), store_id)
 
     @login_required()
-    @stores.arguments(StoreUpdateSchema)
+    @stores.arguments(StoreUpdateSchema())
     @stores.response(200, StoreSchema)
     @documents_errors(403, 404)
     def patch(self, changes, store_id):
@@ -63,7 +63,7 @@ class StoreById(MethodView):
 @stores.route("/<int:store_id>/products")
 class StoreProducts(MethodView):
     @login_optional()
-    @stores.arguments(StoreProductsArgsSchema, location="query")
+    @stores.arguments(StoreProductsArgsSchema(), location="query")
     @stores.response(200, ProductPageSchema)
     @documents_errors(403, 404)
     def get(self, args, store_id):
@@ -71,7 +71,7 @@ class StoreProducts(MethodView):
         return service.list_store_products(get_current_user(), store_id, **args)
 
     @login_required()
-    @stores.arguments(ProductCreateSchema)
+    @stores.arguments(ProductCreateSchema())
     @stores.response(201, ProductSchema)
     @documents_errors(403, 404, 409)
     def post(self, fields, store_id):
@@ -82,7 +82,7 @@ class StoreProducts(MethodView):
 
 @products.route("")
 class Catalog(MethodView):
-    @products.arguments(CatalogArgsSchema, location="query")
+    @products.arguments(CatalogArgsSchema(), location="query")
     @products.response(200, ProductPageSchema)
     def get(self, args):
         """The catalog: active products of active stores, filtered and sorted."""
@@ -99,7 +99,7 @@ class ProductById(MethodView):
         return service.get_product_for(get_current_user(), product_id)
 
     @login_required()
-    @products.arguments(ProductUpdateSchema)
+    @products.arguments(ProductUpdateSchema())
     @products.response(200, ProductSchema)
     @documents_errors(403, 404, 409)
     def patch(self, changes, product_id):

@@ -4,6 +4,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from nexus.money import MAX_AMOUNT, Amount, Currency
 from nexus.pagination import PageArgsSchema, page_of
+from nexus.serialization import FlatSchema
 from nexus.users.schemas import TrimmedString
 
 NAME = {"validate": validate.Length(min=1, max=120)}
@@ -14,9 +15,10 @@ SKU = {
     )
 }
 STOCK = {"strict": True, "validate": validate.Range(min=0, max=1_000_000_000)}
+SEARCH = [validate.Length(min=1, max=100), validate.Regexp(r"^\S+(\s+\S+){0,4}$", error="At most 5 words.")]
 
 
-class StoreSchema(Schema):
+class StoreSchema(FlatSchema):
     id = fields.Integer(required=True)
     owner_id = fields.Integer(required=True)
     name = fields.String(required=True)
@@ -41,10 +43,10 @@ class StoreUpdateSchema(Schema):
 
 
 class StoreListArgsSchema(PageArgsSchema):
-    q = TrimmedString(validate=validate.Length(min=1, max=100), metadata={"description": "Part of the store's name."})
+    q = TrimmedString(validate=SEARCH, metadata={"description": "Words the store's name holds (all of them)."})
 
 
-class ProductSchema(Schema):
+class ProductSchema(FlatSchema):
     id = fields.Integer(required=True)
     store_id = fields.Integer(required=True)
     name = fields.String(required=True)
@@ -78,7 +80,7 @@ class ProductUpdateSchema(Schema):
 
 class ProductListArgsSchema(PageArgsSchema):
     q = TrimmedString(
-        validate=validate.Length(min=1, max=100), metadata={"description": "Part of the name or description."}
+        validate=SEARCH, metadata={"description": "Words to find (all of them), each in the name or the description."}
     )
     min_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})
     max_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})

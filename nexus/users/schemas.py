@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from nexus.serialization import FlatSchema
 from nexus.users.models import Role
 
 
@@ -19,7 +20,7 @@ class NormalisedEmail(fields.Email):
         return super()._deserialize(value.strip().lower() if isinstance(value, str) else value, attr, data, **kwargs)
 
 
-class UserSchema(Schema):
+class UserSchema(FlatSchema):
     id = fields.Integer(required=True)
     email = fields.Email(required=True)
     full_name = fields.String(required=True, allow_none=True)
