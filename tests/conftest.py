@@ -142,3 +142,22 @@ def sign_in(client: FlaskClient, outbox: list) -> Callable[[str], SignedIn]:
         return SignedIn(body["access_token"], body["refresh_token"], body["user"])
 
     return sign_in
+
+
+@pytest.fixture
+def owner(sign_in) -> SignedIn:
+    """A signed-in customer who will own stores."""
+    return sign_in("owner@example.com")
+
+
+@pytest.fixture
+def stranger(sign_in) -> SignedIn:
+    """A signed-in customer with no business in the test's stores or orders."""
+    return sign_in("stranger@example.com")
+
+
+@pytest.fixture
+def admin(sign_in, session) -> SignedIn:
+    """A signed-in admin."""
+    factories.AdminFactory(email="admin@example.com")
+    return sign_in("admin@example.com")

@@ -2,23 +2,7 @@
 
 import pytest
 
-from tests.factories import AdminFactory, ProductFactory, StoreFactory
-
-
-@pytest.fixture
-def owner(sign_in):
-    return sign_in("owner@example.com")
-
-
-@pytest.fixture
-def stranger(sign_in):
-    return sign_in("stranger@example.com")
-
-
-@pytest.fixture
-def admin(sign_in, session):
-    AdminFactory(email="admin@example.com")
-    return sign_in("admin@example.com")
+from tests.factories import ProductFactory, StoreFactory
 
 
 @pytest.fixture

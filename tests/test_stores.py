@@ -4,25 +4,9 @@ import pytest
 from sqlalchemy import update
 
 from nexus.users.models import User
-from tests.factories import AdminFactory, StoreFactory, UserFactory
+from tests.factories import StoreFactory, UserFactory
 
 STORES = "/api/v1/stores"
-
-
-@pytest.fixture
-def owner(sign_in):
-    return sign_in("owner@example.com")
-
-
-@pytest.fixture
-def stranger(sign_in):
-    return sign_in("stranger@example.com")
-
-
-@pytest.fixture
-def admin(sign_in, session):
-    AdminFactory(email="admin@example.com")
-    return sign_in("admin@example.com")
 
 
 def open_store(client, who, **fields) -> dict:

@@ -9,7 +9,7 @@ import unicodedata
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from nexus.errors import Conflict, Forbidden, NotFound
@@ -40,6 +40,16 @@ def _contains(text: str) -> str:
     return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
 
 
+def _words(q: str | None) -> dict[str, str]:
+    """`q` as one LIKE pattern per word, bound as :q0, :q1, ...: every word must match."""
+    return {f"q{n}": _contains(word) for n, word in enumerate((q or "").split())}
+
+
+def _word_in(text: Any, name: str) -> ColumnElement:
+    """The word bound as `name` (q0, q1, ...) appears in `text`, in any case."""
+    return text.ilike(bindparam(name), escape="\\")
+
+
 # --- stores ---------------------------------------------------------------------------
 
 
@@ -55,8 +65,7 @@ def get_store_for(viewer: User | None, store_id: int, *, manage: bool = False) -
 
 @cache
 def _stores_query(*, words: int) -> Select:
-    store_word = _word_matches(stores.c.name)
-    return select(*stores.c).where(stores.c.is_active, *(store_word(f"q{n}") for n in range(words)))
+    return select(*stores.c).where(stores.c.is_active, *(_word_in(stores.c.name, f"q{n}") for n in range(words)))
 
 
 def list_stores(*, q: str | None = None, limit: int, cursor: str | None = None) -> dict:
@@ -143,16 +152,6 @@ def deactivate_product(product: Product) -> None:
     db.session.commit()
 
 
-def _words(q: str | None) -> dict[str, str]:
-    """`q` as one LIKE pattern per word, bound as :q0, :q1, ...: every word must match."""
-    return {f"q{n}": _contains(word) for n, word in enumerate((q or "").split())}
-
-
-def _word_matches(*columns: Any):
-    """The condition for one word (`q0`, `q1`, ...): in any of `columns`, case-insensitively."""
-    return lambda name: or_(*(column.ilike(bindparam(name), escape="\\") for column in columns))
-
-
 # Every product list is one of these filters' combinations. Each combination's statement is
 # built once (`_products_query`) and its values bound per request, so a page costs no
 # statement building (see nexus.pagination._page_statement).
@@ -162,7 +161,6 @@ PRODUCT_FILTERS = {
     "max_price": products.c.price <= bindparam("max_price"),
     "in_stock": products.c.stock > 0,
 }
-product_word = _word_matches(PRODUCT_SEARCH_TEXT)
 
 
 def _filter_values(
@@ -185,7 +183,10 @@ def _products_query(*, catalog: bool, active_only: bool, filters: frozenset[str]
         statement = statement.join(stores, stores.c.id == products.c.store_id).where(stores.c.is_active)
     if active_only:
         statement = statement.where(products.c.is_active)
-    conditions = (PRODUCT_FILTERS[name] if name in PRODUCT_FILTERS else product_word(name) for name in sorted(filters))
+    conditions = (
+        PRODUCT_FILTERS[name] if name in PRODUCT_FILTERS else _word_in(PRODUCT_SEARCH_TEXT, name)
+        for name in sorted(filters)
+    )
     return statement.where(*conditions)
 
 
