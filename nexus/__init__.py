@@ -17,6 +17,7 @@ from nexus.extensions import api, cors, db, jwt, limiter, mail, migrate
 from nexus.health.routes import blp as health_blp
 from nexus.logs import configure_logging
 from nexus.openapi import init_openapi
+from nexus.orders.routes import blp as orders_blp
 from nexus.profile.routes import blp as profile_blp
 from nexus.serialization import OrjsonProvider
 from nexus.stores.routes import products as products_blp
@@ -25,7 +26,7 @@ from nexus.web import register_request_hooks
 
 __version__ = VERSION
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-BLUEPRINTS = (health_blp, auth_blp, profile_blp, stores_blp, products_blp)
+BLUEPRINTS = (health_blp, auth_blp, profile_blp, stores_blp, products_blp, orders_blp)
 CORS_HEADERS = {
     "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
     "expose_headers": ["X-Request-ID", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],

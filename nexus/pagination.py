@@ -22,9 +22,8 @@ from flask import current_app
 from marshmallow import Schema, fields, validate
 from sqlalchemy import ColumnElement, Integer, Select, bindparam, tuple_
 
-from nexus.config import READS
+from nexus.database import read
 from nexus.errors import Invalid
-from nexus.extensions import db
 
 MAX_LIMIT = 100
 BAD_CURSOR = "Not a cursor this list handed out; start again without one."
@@ -127,13 +126,11 @@ def paginate(
 
     Build each `base` once per combination of filters (`functools.cache`) and pass the filters'
     values as `params`: the page statement made from it is then cached too. Items are plain rows
-    (what `FlatSchema`s dump), read through the autocommit engine: a list only reads, so it
-    skips the BEGIN and ROLLBACK round trips, two of a catalog page's three.
+    (what `FlatSchema`s dump), read outside any transaction (`nexus.database.read`).
     """
     values = {**(params or {}), "limit": limit + 1}
     if cursor is not None:
         values.update((f"after_{n}", value) for n, value in enumerate(decode_cursor(keyset, cursor)))
-    with db.engines[READS].connect() as connection:
-        rows = connection.execute(_page_statement(base, keyset, cursor is not None), values).all()
+    rows = read(_page_statement(base, keyset, cursor is not None), values)
     page = rows[:limit]
     return {"items": page, "next_cursor": encode_cursor(keyset, page[-1]) if len(rows) > limit else None}

@@ -15,7 +15,8 @@ import flask_migrate
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, create_engine, text
+from flask_jwt_extended import create_access_token
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -161,3 +162,33 @@ def admin(sign_in, session) -> SignedIn:
     """A signed-in admin."""
     factories.AdminFactory(email="admin@example.com")
     return sign_in("admin@example.com")
+
+
+@pytest.fixture
+def bearer_for(app: Flask) -> Callable[[int], dict[str, str]]:
+    """Authorization headers for a user made by a factory (signing in over HTTP is tested in
+    test_auth; tests that need many signed-in users mint their tokens here)."""
+
+    def bearer_for(user_id: int) -> dict[str, str]:
+        with app.app_context():
+            return {"Authorization": f"Bearer {create_access_token(identity=str(user_id))}"}
+
+    return bearer_for
+
+
+@pytest.fixture
+def statements(app: Flask):
+    """The SQL statements the app sends, on any of its engines, while the test runs (BEGIN left out)."""
+    with app.app_context():
+        engines = list(db.engines.values())
+    sent: list[tuple[str, object]] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany):
+        if statement.strip().upper() != "BEGIN":
+            sent.append((statement, parameters))
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    yield sent
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", record)

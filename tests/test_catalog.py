@@ -2,10 +2,8 @@
 exactly once, in a fixed number of SQL statements whatever the page size."""
 
 import pytest
-from flask import Flask
-from sqlalchemy import event, text
+from sqlalchemy import text
 
-from nexus.extensions import db
 from nexus.stores.models import Product
 from tests.factories import ProductFactory, StoreFactory
 
@@ -35,24 +33,6 @@ def walk(client, url: str, *, limit: int, after_first_page=lambda: None, **query
         cursor = body["next_cursor"]
         if cursor is None:
             return items
-
-
-@pytest.fixture
-def statements(app: Flask):
-    """The SQL statements the app sends, on any of its engines, while the test runs (BEGIN left out)."""
-    with app.app_context():
-        engines = list(db.engines.values())
-    sent: list[tuple[str, object]] = []
-
-    def record(connection, cursor, statement, parameters, context, executemany):
-        if statement.strip().upper() != "BEGIN":
-            sent.append((statement, parameters))
-
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    yield sent
-    for engine in engines:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The Render Blueprint really deploys this app: its start command serves the health path with
-exactly the environment the Blueprint provides, and its pre-deploy command migrates Postgres."""
+exactly the environment the Blueprint provides, its pre-deploy command migrates Postgres, and
+its cron job expires stale orders."""
 
 import json
 import os
@@ -19,7 +20,9 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINT = yaml.safe_load((ROOT / "render.yaml").read_text())
+SERVICES = {service["name"]: service for service in BLUEPRINT["services"]}
 WEB = next(service for service in BLUEPRINT["services"] if service["type"] == "web")
+CRON = next(service for service in BLUEPRINT["services"] if service["type"] == "cron")
 # Stand-ins for what Render fills in: generated secrets, dashboard values, linked resources.
 DASHBOARD_VALUES = {
     "CORS_ALLOWED_ORIGINS": "https://shop.example.com",
@@ -28,22 +31,35 @@ DASHBOARD_VALUES = {
 }
 
 
-def blueprint_environ(database_url: str) -> dict[str, str]:
-    """The web service's environment as Render would build it from the Blueprint."""
+GENERATED = {}  # one value per generated key, as Render keeps them
+
+
+def blueprint_environ(database_url: str, service: dict = WEB) -> dict[str, str]:
+    """A service's environment as Render would build it from the Blueprint."""
     environ = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
-    for var in WEB["envVars"]:
-        key = var["key"]
+    for var in service["envVars"]:
+        key, linked = var["key"], var.get("fromService", {})
         if "value" in var:
             environ[key] = str(var["value"])
         elif var.get("generateValue"):
-            environ[key] = secrets.token_urlsafe(32)
+            environ[key] = GENERATED.setdefault((service["name"], key), secrets.token_urlsafe(32))
         elif "fromDatabase" in var:
             environ[key] = database_url
-        elif "fromService" in var:
+        elif "envVarKey" in linked:
+            environ[key] = blueprint_environ(database_url, SERVICES[linked["name"]])[linked["envVarKey"]]
+        elif linked.get("type") == "keyvalue":
             environ[key] = "redis://127.0.0.1:6379/15"
         elif var.get("sync") is False:
             environ[key] = DASHBOARD_VALUES.get(key, "set-in-the-dashboard")
     return environ
+
+
+def run_blueprint_command(service: dict, command: str, database_url: str) -> subprocess.CompletedProcess:
+    """Run one of the Blueprint's commands for `service` as Render would, with this venv's tools."""
+    argv = shlex.split(command)
+    argv[0] = str(Path(sys.executable).parent / argv[0])
+    environ = blueprint_environ(database_url, service)
+    return subprocess.run(argv, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
 
 
 def free_port() -> int:
@@ -62,10 +78,11 @@ def test_the_blueprint_has_what_render_requires():
             assert "ipAllowList" in service, service["name"]
     for database in BLUEPRINT["databases"]:
         assert database.get("name")
-    names = {database["name"] for database in BLUEPRINT["databases"]} | {s["name"] for s in BLUEPRINT["services"]}
-    for var in WEB["envVars"]:
-        linked = var.get("fromDatabase") or var.get("fromService")
-        assert linked is None or linked["name"] in names, f"{var['key']} points at an unknown resource"
+    names = {database["name"] for database in BLUEPRINT["databases"]} | set(SERVICES)
+    for service in (WEB, CRON):
+        for var in service["envVars"]:
+            linked = var.get("fromDatabase") or var.get("fromService")
+            assert linked is None or linked["name"] in names, f"{var['key']} points at an unknown resource"
 
 
 def test_the_health_check_path_is_a_route_of_the_app(client):
@@ -103,16 +120,25 @@ def test_the_pre_deploy_command_migrates_an_empty_database(database_url, tmp_pat
     with server.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{scratch}"'))
     try:
-        command = shlex.split(WEB["preDeployCommand"])
-        command[0] = str(Path(sys.executable).parent / command[0])
-        environ = blueprint_environ(url.set(database=scratch).render_as_string(hide_password=False))
-        result = subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stdout + result.stderr
-        check = subprocess.run(
-            [*command[:-1], "check"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120
-        )
+        scratch_url = url.set(database=scratch).render_as_string(hide_password=False)
+        upgrade = run_blueprint_command(WEB, WEB["preDeployCommand"], scratch_url)
+        assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+        check = run_blueprint_command(WEB, "flask --app wsgi db check", scratch_url)
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
         with server.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
         server.dispose()
+
+
+def test_the_cron_job_runs_every_five_minutes():
+    assert CRON["schedule"] == "*/5 * * * *"
+    assert CRON["startCommand"] == "flask --app wsgi orders expire-stale"
+
+
+@pytest.mark.postgres
+def test_the_cron_job_expires_stale_orders_with_its_blueprint_environment(database_url):
+    result = run_blueprint_command(CRON, CRON["startCommand"], database_url)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "expired 0 orders unpaid for over 30 minutes" in result.stdout

@@ -3,9 +3,11 @@
 from flask import Flask
 
 from nexus.cli.demo import demo
+from nexus.cli.orders import orders
 from nexus.cli.users import users
 
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(demo)
+    app.cli.add_command(orders)

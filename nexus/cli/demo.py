@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, insert, select, text
 
 from nexus.database import utcnow
 from nexus.extensions import db
+from nexus.orders.models import Order
 from nexus.stores.models import Product, Store
 from nexus.stores.service import slugify
 from nexus.users.models import User
@@ -159,6 +160,7 @@ def _copy_products(rows: Iterator[tuple], count: int) -> None:
 
 def _remove_demo_catalog(owner: User) -> int:
     store_ids = select(Store.id).where(Store.owner_id == owner.id).scalar_subquery()
+    db.session.execute(delete(Order).where(Order.store_id.in_(store_ids)))  # their items go with them
     db.session.execute(delete(Product).where(Product.store_id.in_(store_ids)))
     return db.session.execute(delete(Store).where(Store.owner_id == owner.id)).rowcount
 

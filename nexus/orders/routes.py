@@ -1,0 +1,93 @@
+"""`/api/v1/orders` and `/api/v1/stores/{id}/orders`: place orders, follow and move them."""
+
+from flask.views import MethodView
+from flask_jwt_extended import get_current_user
+from flask_smorest import Blueprint
+
+from nexus.openapi import documents_errors
+from nexus.orders import service
+from nexus.orders.models import OrderStatus
+from nexus.orders.schemas import (
+    IdempotencyHeaderSchema,
+    OrderCreateSchema,
+    OrderListArgsSchema,
+    OrderPageSchema,
+    OrderSchema,
+    OrderStatusChangeSchema,
+)
+from nexus.stores.service import get_store_for
+from nexus.users.permissions import login_required
+
+blp = Blueprint("orders", __name__, url_prefix="/api/v1", description="Orders and their lifecycle.")
+
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the order an earlier request placed.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+@blp.route("/orders")
+class Orders(MethodView):
+    @login_required(verified=True)
+    @blp.arguments(OrderCreateSchema())
+    @blp.arguments(IdempotencyHeaderSchema(), location="headers")
+    @blp.response(201, OrderSchema, headers=REPLAYED)
+    @documents_errors(409)
+    def post(self, order, headers):
+        """Place an order: stock is reserved until it is paid, cancelled or expires."""
+        placed, replayed = service.place_order(get_current_user(), **order, **headers)
+        return (placed, 201, {"Idempotent-Replayed": "true"}) if replayed else placed
+
+    @login_required()
+    @blp.arguments(OrderListArgsSchema(), location="query")
+    @blp.response(200, OrderPageSchema)
+    def get(self, args):
+        """Your orders as a buyer, newest first."""
+        return service.list_orders(buyer_id=get_current_user().id, **args)
+
+
+@blp.route("/orders/<int:order_id>")
+class OrderById(MethodView):
+    @login_required()
+    @blp.response(200, OrderSchema)
+    @documents_errors(404)
+    def get(self, order_id):
+        """An order you bought, or one of your store's (admins see all)."""
+        return service.get_order_for(get_current_user(), order_id)[0]
+
+
+@blp.route("/orders/<int:order_id>/cancel")
+class CancelOrder(MethodView):
+    @login_required()
+    @blp.response(200, OrderSchema)
+    @documents_errors(404, 409)
+    def post(self, order_id):
+        """Cancel an unpaid order (its buyer, the store's owner, an admin); its stock goes back on sale."""
+        order, roles = service.get_order_for(get_current_user(), order_id)
+        return service.move(order, OrderStatus.CANCELLED, roles)
+
+
+@blp.route("/orders/<int:order_id>/status")
+class OrderStatusChange(MethodView):
+    @login_required()
+    @blp.arguments(OrderStatusChangeSchema())
+    @blp.response(200, OrderSchema)
+    @documents_errors(403, 404, 409)
+    def post(self, change, order_id):
+        """Move a paid order on (store owner, admin): fulfilled, then shipped, then delivered."""
+        order, roles = service.get_order_for(get_current_user(), order_id)
+        return service.move(order, OrderStatus(change["status"]), roles)
+
+
+@blp.route("/stores/<int:store_id>/orders")
+class StoreOrders(MethodView):
+    @login_required()
+    @blp.arguments(OrderListArgsSchema(), location="query")
+    @blp.response(200, OrderPageSchema)
+    @documents_errors(403, 404)
+    def get(self, args, store_id):
+        """A store's orders, newest first (its owner, admins)."""
+        store = get_store_for(get_current_user(), store_id, manage=True)
+        return service.list_orders(store_id=store.id, **args)

@@ -1,0 +1,331 @@
+"""Orders: placed against live stock in one transaction, moved only along `MOVES`, listed.
+
+Stock is reserved with one conditional UPDATE per product, in product-id order: two orders
+racing for the last unit cannot both get it, and two multi-line orders lock their rows in the
+same order, so they never deadlock. A status move is a conditional UPDATE on the current
+status, so a move that restores stock can only happen once.
+"""
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Row, Select, bindparam, delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from nexus.database import read, utcnow
+from nexus.errors import Conflict, Forbidden, Invalid, NotFound
+from nexus.extensions import db
+from nexus.orders.models import IdempotencyKey, Order, OrderItem
+from nexus.orders.models import OrderStatus as S
+from nexus.pagination import Keyset, paginate
+from nexus.stores.models import Product, Store
+from nexus.users.models import User
+
+BUYER, OWNER, ADMIN, SYSTEM = "buyer", "owner", "admin", "system"
+
+# The only moves an order can make, and who may make each. Anything else is a 409.
+MOVES: dict[tuple[S, S], set[str]] = {
+    (S.PENDING_PAYMENT, S.PAID): {SYSTEM},  # the payment succeeded
+    (S.PENDING_PAYMENT, S.CANCELLED): {BUYER, OWNER, ADMIN},
+    (S.PENDING_PAYMENT, S.EXPIRED): {SYSTEM},  # `flask orders expire-stale`
+    (S.PAID, S.FULFILLED): {OWNER, ADMIN},
+    (S.FULFILLED, S.SHIPPED): {OWNER, ADMIN},
+    (S.SHIPPED, S.DELIVERED): {OWNER, ADMIN},
+    (S.PAID, S.REFUNDED): {ADMIN, SYSTEM},  # a full refund
+    (S.FULFILLED, S.REFUNDED): {ADMIN, SYSTEM},
+}
+# Moves after which the goods never left: their stock goes back on sale.
+RESTOCKING = {(S.PENDING_PAYMENT, S.CANCELLED), (S.PENDING_PAYMENT, S.EXPIRED), (S.PAID, S.REFUNDED)}
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+IN_FLIGHT_TIMEOUT = timedelta(minutes=1)  # a claimed key with no order after this was abandoned
+orders, order_items = Order.__table__, OrderItem.__table__
+NEWEST = Keyset("orders", (orders.c.id,))
+
+
+# --- placing an order -----------------------------------------------------------------
+
+
+def _merged(items: list[dict[str, int]]) -> dict[int, int]:
+    """Quantity per product, lines of the same product added up, in product-id order."""
+    quantities: dict[int, int] = {}
+    for line in items:
+        quantities[line["product_id"]] = quantities.get(line["product_id"], 0) + line["quantity"]
+    too_many = sorted(product_id for product_id, quantity in quantities.items() if quantity > 1000)
+    if too_many:
+        message = f"At most 1000 of a product per order (products {_ids(too_many)})."
+        raise Invalid(message, errors={"json": {"items": [message]}})
+    return dict(sorted(quantities.items()))
+
+
+def _ids(product_ids: list[int]) -> str:
+    return ", ".join(map(str, product_ids))
+
+
+def _for_sale(buyer: User, quantities: dict[int, int]) -> dict[int, Row]:
+    """The products, checked: on sale, of one store, not the buyer's own; else a 422."""
+    statement = (
+        select(Product.id, Product.name, Product.price, Product.currency, Product.store_id, Store.owner_id)
+        .join(Store)
+        .where(Product.id.in_(quantities), Product.is_active, Store.is_active)
+    )
+    products = {row.id: row for row in db.session.execute(statement)}
+    missing = [product_id for product_id in quantities if product_id not in products]
+    if missing:
+        message = f"Not for sale: products {_ids(missing)}."
+        raise Invalid(message, errors={"json": {"items": [message]}})
+    if len({row.store_id for row in products.values()}) > 1:
+        message = "An order holds products of one store; place one order per store."
+        raise Invalid(message, errors={"json": {"items": [message]}})
+    if next(iter(products.values())).owner_id == buyer.id:
+        raise Invalid("You cannot buy from your own store.", errors={"json": {"items": ["Your own store's products."]}})
+    return products
+
+
+def _reserve(quantities: dict[int, int]) -> list[int]:
+    """Take the quantities off stock, in product-id order; the products that lacked stock."""
+    short = []
+    for product_id, quantity in quantities.items():
+        taken = db.session.execute(
+            update(Product)
+            .where(Product.id == product_id, Product.is_active, Product.stock >= quantity)
+            .values(stock=Product.stock - quantity)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:
+            short.append(product_id)
+    return short
+
+
+def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: IdempotencyKey | None) -> Order:
+    quantities = _merged(items)
+    products = _for_sale(buyer, quantities)
+    short = _reserve(quantities)
+    if short:
+        db.session.rollback()  # nothing stays reserved
+        message = f"Not enough stock for products {_ids(short)}."
+        raise Conflict(message, errors={"json": {"items": [message]}})
+    lines = [
+        OrderItem(
+            product_id=product_id,
+            name=products[product_id].name,
+            unit_price=products[product_id].price,
+            quantity=quantity,
+            line_total=products[product_id].price * quantity,
+        )
+        for product_id, quantity in quantities.items()
+    ]
+    subtotal = sum(line.line_total for line in lines)
+    first = next(iter(products.values()))
+    timeout = timedelta(minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"])
+    now = utcnow()
+    order = Order(
+        buyer_id=buyer.id,
+        store_id=first.store_id,
+        subtotal=subtotal,
+        total=subtotal,  # no tax or shipping yet
+        currency=first.currency,
+        note=note,
+        items=lines,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timeout,
+    )
+    db.session.add(order)
+    db.session.flush()
+    if claim is not None:  # the key and the order commit together
+        db.session.execute(update(IdempotencyKey).where(IdempotencyKey.id == claim.id).values(order_id=order.id))
+    db.session.commit()
+    return order
+
+
+def _fingerprint(items: list[dict[str, int]], note: str | None) -> str:
+    return hashlib.sha256(json.dumps({"items": items, "note": note}, sort_keys=True).encode()).hexdigest()
+
+
+def _claim(buyer: User, key: str, fingerprint: str) -> IdempotencyKey:
+    """This request's hold on `key`, committed at once so that duplicates see it; or the
+    earlier request's, whose order is then answered again. The unique key decides races."""
+    for _ in range(3):
+        now = utcnow()
+        try:
+            with db.session.begin_nested():
+                claim = IdempotencyKey(user_id=buyer.id, key=key, request_hash=fingerprint, created_at=now)
+                db.session.add(claim)
+            db.session.commit()
+            return claim
+        except IntegrityError:
+            db.session.rollback()
+        earlier = db.session.scalar(select(IdempotencyKey).filter_by(user_id=buyer.id, key=key))
+        if earlier is None:
+            continue
+        abandoned = earlier.order_id is None and earlier.created_at < now - IN_FLIGHT_TIMEOUT
+        if earlier.created_at < now - IDEMPOTENCY_WINDOW or abandoned:
+            db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == earlier.id))
+            db.session.commit()
+            continue
+        if earlier.request_hash != fingerprint:
+            message = "This Idempotency-Key was used for a different order; use a new key."
+            raise Invalid(message, errors={"headers": {"Idempotency-Key": [message]}})
+        if earlier.order_id is None:
+            raise Conflict("An order with this Idempotency-Key is still being placed; retry in a moment.")
+        return earlier
+    raise Conflict("Could not claim this Idempotency-Key; retry in a moment.")
+
+
+def _release(claim: IdempotencyKey) -> None:
+    """Forget a claim whose order was not placed, so the client may retry with the same key."""
+    db.session.rollback()
+    db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == claim.id, IdempotencyKey.order_id.is_(None)))
+    db.session.commit()
+
+
+def place_order(
+    buyer: User, *, items: list[dict[str, int]], note: str | None = None, idempotency_key: str | None = None
+) -> tuple[Order, bool]:
+    """Place an order in `pending_payment` with its stock reserved: `(order, replayed)`, where
+    `replayed` means the key's earlier request had placed it."""
+    if idempotency_key is None:
+        return _place(buyer, items, note, claim=None), False
+    claim = _claim(buyer, idempotency_key, _fingerprint(items, note))
+    if claim.order_id is not None:
+        return db.session.get(Order, claim.order_id), True
+    try:
+        return _place(buyer, items, note, claim=claim), False
+    except Exception:
+        _release(claim)
+        raise
+
+
+# --- the lifecycle ----------------------------------------------------------------------
+
+
+def roles_of(user: User, order: Order) -> set[str]:
+    """How `user` relates to `order`: its buyer, its store's owner, an admin (or several)."""
+    owner_id = db.session.scalar(select(Store.owner_id).where(Store.id == order.store_id))
+    roles = {BUYER} if user.id == order.buyer_id else set()
+    if user.id == owner_id:
+        roles.add(OWNER)
+    if user.is_admin:
+        roles.add(ADMIN)
+    return roles
+
+
+def get_order_for(user: User, order_id: int) -> tuple[Order, set[str]]:
+    """The order and the user's roles in it; 404 for anyone with none (ids leak nothing)."""
+    order = db.session.get(Order, order_id)
+    roles = roles_of(user, order) if order is not None else set()
+    if not roles:
+        raise NotFound("No such order.")
+    return order, roles
+
+
+def _restock(order: Order) -> None:
+    for item in sorted(order.items, key=lambda item: item.product_id):  # the order stock is reserved in
+        db.session.execute(
+            update(Product)
+            .where(Product.id == item.product_id)
+            .values(stock=Product.stock + item.quantity)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def move(order: Order, to: S, roles: set[str], *, at: datetime | None = None) -> Order:
+    """Move `order` to status `to` if `MOVES` allows it and `roles` may; restock if the move does."""
+    current = S(order.status)
+    allowed = MOVES.get((current, to))
+    if allowed is None:
+        raise Conflict(f"The order is {current}; it cannot become {to}.")
+    if not allowed & roles:
+        raise Forbidden(f"You may not make an order {to}.")
+    now = at or utcnow()
+    values: dict[str, Any] = {"status": to.value, "updated_at": now}
+    if to is S.PAID:
+        values["paid_at"] = now
+    moved = db.session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == current.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # another request moved it first
+        db.session.rollback()
+        db.session.refresh(order)
+        raise Conflict(f"The order is {order.status}; it cannot become {to}.")
+    if (current, to) in RESTOCKING:
+        _restock(order)
+    db.session.commit()
+    db.session.refresh(order)
+    return order
+
+
+def stale_order_ids(placed_before: datetime) -> list[int]:
+    """Orders still waiting for payment that were placed before `placed_before`."""
+    statement = select(Order.id).where(Order.status == S.PENDING_PAYMENT.value, Order.created_at < placed_before)
+    return list(db.session.scalars(statement.order_by(Order.id)))
+
+
+def expire(order_id: int) -> bool:
+    """Expire one unpaid order and restock it; False if it was paid or cancelled meanwhile."""
+    order = db.session.get(Order, order_id)
+    try:
+        move(order, S.EXPIRED, {SYSTEM})
+    except Conflict:
+        return False
+    return True
+
+
+def forget_idempotency_keys(older_than: datetime) -> int:
+    """Drop idempotency keys past their 24 hours."""
+    forgotten = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than)).rowcount
+    db.session.commit()
+    return forgotten
+
+
+# --- lists ------------------------------------------------------------------------------
+
+
+@cache
+def _orders_query(*, scope: str | None, by_status: bool) -> Select:
+    statement = select(*orders.c)
+    if scope is not None:
+        statement = statement.where(orders.c[scope] == bindparam(scope))
+    if by_status:
+        statement = statement.where(orders.c.status == bindparam("status"))
+    return statement
+
+
+def list_orders(
+    *,
+    buyer_id: int | None = None,
+    store_id: int | None = None,
+    status: str | None = None,
+    limit: int,
+    cursor: str | None = None,
+) -> dict:
+    """Orders newest first (a buyer's, a store's, or everyone's), with their items: two queries."""
+    scope = {name: value for name, value in (("buyer_id", buyer_id), ("store_id", store_id)) if value is not None}
+    params = {**scope, **({"status": status} if status else {})}
+    base = _orders_query(scope=next(iter(scope), None), by_status=bool(status))
+    page = paginate(base, NEWEST, limit=limit, cursor=cursor, params=params)
+    page["items"] = _with_items(page["items"])
+    return page
+
+
+ITEMS_OF_ORDERS = (
+    select(*order_items.c)
+    .where(order_items.c.order_id.in_(bindparam("ids", expanding=True)))
+    .order_by(order_items.c.order_id, order_items.c.product_id)
+)
+
+
+def _with_items(rows: list[Row]) -> list[dict[str, Any]]:
+    lines: dict[int, list[Row]] = {row.id: [] for row in rows}
+    if lines:
+        for line in read(ITEMS_OF_ORDERS, {"ids": list(lines)}):
+            lines[line.order_id].append(line)
+    return [{**row._mapping, "items": lines[row.id]} for row in rows]

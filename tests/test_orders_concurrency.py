@@ -1,0 +1,113 @@
+"""Orders under real concurrency on Postgres: real threads, each with its own connection."""
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select
+
+from nexus.orders.models import Order, OrderItem
+from nexus.stores.models import Product
+from tests.factories import ProductFactory, StoreFactory, UserFactory
+
+pytestmark = pytest.mark.postgres
+
+ORDERS = "/api/v1/orders"
+
+
+def all_at_once(app, calls: list[Callable]) -> list:
+    """Run every call in its own thread, released together, each with its own test client."""
+    start = threading.Barrier(len(calls))
+
+    def run(call: Callable):
+        client = app.test_client()
+        start.wait()
+        return call(client)
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def order_lines(*lines: tuple[Product, int]) -> dict:
+    return {"items": [{"product_id": product.id, "quantity": quantity} for product, quantity in lines]}
+
+
+def test_fifty_buyers_for_ten_units_get_exactly_ten_orders(app, session, bearer_for):
+    teapot = ProductFactory(stock=10)
+    buyers = [bearer_for(UserFactory().id) for _ in range(50)]
+
+    answers = all_at_once(
+        app, [lambda c, h=h: c.post(ORDERS, headers=h, json=order_lines((teapot, 1))) for h in buyers]
+    )
+
+    assert Counter(answer.status_code for answer in answers) == {201: 10, 409: 40}
+    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 0
+    assert session.scalar(select(func.count()).select_from(Order)) == 10
+
+
+def test_multi_line_orders_in_opposite_orders_never_deadlock(app, session, bearer_for):
+    store = StoreFactory()
+    products = [ProductFactory(store=store, stock=10_000) for _ in range(5)]
+    buyers = [bearer_for(UserFactory().id) for _ in range(16)]
+    forward = order_lines(*((product, 1) for product in products))
+    backward = order_lines(*((product, 1) for product in reversed(products)))
+
+    def place_ten(client, headers, body):
+        return [client.post(ORDERS, headers=headers, json=body).status_code for _ in range(10)]
+
+    answers = all_at_once(
+        app, [lambda c, n=n, h=h: place_ten(c, h, forward if n % 2 else backward) for n, h in enumerate(buyers)]
+    )
+
+    assert Counter(status for statuses in answers for status in statuses) == {201: 160}
+    assert [session.scalar(select(Product.stock).where(Product.id == p.id)) for p in products] == [10_000 - 160] * 5
+
+
+def test_one_idempotency_key_sent_ten_times_at_once_places_one_order(app, session, bearer_for):
+    teapot = ProductFactory(stock=100)
+    headers = {**bearer_for(UserFactory().id), "Idempotency-Key": "double-click"}
+
+    answers = all_at_once(app, [lambda c: c.post(ORDERS, headers=headers, json=order_lines((teapot, 2)))] * 10)
+
+    assert {answer.status_code for answer in answers} <= {201, 409}
+    assert len({answer.get_json()["id"] for answer in answers if answer.status_code == 201}) == 1
+    assert session.scalar(select(func.count()).select_from(Order)) == 1
+    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 98
+
+
+def test_ten_cancels_at_once_restock_once(app, session, bearer_for):
+    teapot = ProductFactory(stock=5)
+    buyer = bearer_for(UserFactory().id)
+    order = app.test_client().post(ORDERS, headers=buyer, json=order_lines((teapot, 3))).get_json()
+
+    answers = all_at_once(app, [lambda c: c.post(f"{ORDERS}/{order['id']}/cancel", headers=buyer)] * 10)
+
+    assert Counter(answer.status_code for answer in answers) == {200: 1, 409: 9}
+    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 5
+
+
+def test_stock_never_goes_negative_under_mixed_orders(app, session, bearer_for):
+    store = StoreFactory()
+    products = [ProductFactory(store=store, stock=7) for _ in range(3)]
+    buyers = [bearer_for(UserFactory().id) for _ in range(30)]
+
+    answers = all_at_once(
+        app,
+        [
+            lambda c, n=n, h=h: c.post(
+                ORDERS, headers=h, json=order_lines((products[n % 3], 1), (products[(n + 1) % 3], 2))
+            )
+            for n, h in enumerate(buyers)
+        ],
+    )
+
+    assert {answer.status_code for answer in answers} <= {201, 409}
+    for product in products:
+        left = session.scalar(select(Product.stock).where(Product.id == product.id))
+        reserved = session.scalar(
+            select(func.coalesce(func.sum(OrderItem.quantity), 0)).where(OrderItem.product_id == product.id)
+        )
+        assert left >= 0
+        assert left + reserved == 7
