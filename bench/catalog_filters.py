@@ -10,13 +10,12 @@ usage: catalog_filters.py [--harness DIR] [--seconds S]
 
 import argparse
 import json
-import os
 import re
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from server import serve, stop
 
 PROJECT = Path(__file__).resolve().parent.parent
 PORT = 18004
@@ -38,20 +37,6 @@ def get(url: str) -> dict:
         return json.load(response)
 
 
-def serve(database_url: str) -> subprocess.Popen:
-    command = [str(PROJECT / ".venv/bin/gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{PORT}", "wsgi:app"]
-    environ = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(command, cwd=PROJECT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(150):
-        try:
-            get(f"http://127.0.0.1:{PORT}/health")
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    sys.exit("catalog_filters: the project did not start")
-
-
 def load(harness: Path, url: str, seconds: int, connections: int) -> dict[str, str]:
     output = subprocess.run(
         [str(harness / "load.sh"), url, str(seconds), str(connections)], capture_output=True, text=True, check=True
@@ -65,7 +50,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
     database_url = subprocess.run([str(args.harness / "pg.sh"), "url"], capture_output=True, text=True, check=True)
-    server = serve(database_url.stdout.strip())
+    server = serve(PORT, database_url.stdout.strip())
     try:
         base = f"http://127.0.0.1:{PORT}/api/v1/products"
         stores = get(f"http://127.0.0.1:{PORT}/api/v1/stores?limit=100")["items"]
@@ -81,8 +66,7 @@ def main() -> None:
             cells = (one["p50_ms"], one["p99_ms"], many["rps"], many["p50_ms"], many["p99_ms"])
             print(f"{name:26s} {items:10d} " + " ".join(f"{float(cell):10.2f}" for cell in cells) + f" {errors:10d}")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
 
 if __name__ == "__main__":

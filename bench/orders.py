@@ -18,14 +18,13 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT))
+sys.path[:0] = [str(PROJECT), str(PROJECT / "bench")]
 
 from flask_jwt_extended import create_access_token  # noqa: E402
+from server import serve, stop  # noqa: E402
 from sqlalchemy import func, select, update  # noqa: E402
 
 from nexus import create_app  # noqa: E402
@@ -135,20 +134,6 @@ def write_script(hot: dict[int, list[int]], tokens: list[str]) -> Path:
     return script
 
 
-def serve(database_url: str) -> subprocess.Popen:
-    command = [str(PROJECT / ".venv/bin/gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{PORT}", "wsgi:app"]
-    environ = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(command, cwd=PROJECT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/health", timeout=2).close()
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    sys.exit("orders bench: the project did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--harness", type=Path, default=PROJECT.parent / "shared/bench")
@@ -166,7 +151,7 @@ def main() -> None:
     hot, tokens = prepare(database_url, args.stock)
     since = last_order_id(database_url)
     script = write_script(hot, tokens)
-    server = serve(database_url)
+    server = serve(PORT, database_url)
     try:
         wrk = [
             "wrk",
@@ -181,8 +166,7 @@ def main() -> None:
         ]
         output = subprocess.run(wrk, capture_output=True, text=True, check=True, timeout=args.seconds + 60).stdout
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server)
 
     result = dict(re.findall(r"(\w+)=([^\s]+)", output.splitlines()[-1]))
     statuses = {int(s): int(c) for s, c in (pair.split(":") for pair in result["statuses"].split(",") if pair)}
