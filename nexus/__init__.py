@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from nexus.admin.routes import blp as admin_blp
 from nexus.auth.routes import blp as auth_blp
 from nexus.auth.tokens import init_jwt
 from nexus.cli import register_commands
@@ -18,6 +19,7 @@ from nexus.health.routes import blp as health_blp
 from nexus.logs import configure_logging
 from nexus.openapi import init_openapi
 from nexus.orders.routes import blp as orders_blp
+from nexus.payments.routes import blp as payments_blp
 from nexus.profile.routes import blp as profile_blp
 from nexus.serialization import OrjsonProvider
 from nexus.stores.routes import products as products_blp
@@ -26,7 +28,7 @@ from nexus.web import register_request_hooks
 
 __version__ = VERSION
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-BLUEPRINTS = (health_blp, auth_blp, profile_blp, stores_blp, products_blp, orders_blp)
+BLUEPRINTS = (health_blp, auth_blp, profile_blp, stores_blp, products_blp, orders_blp, payments_blp, admin_blp)
 CORS_HEADERS = {
     "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
     "expose_headers": ["X-Request-ID", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],

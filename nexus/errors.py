@@ -30,6 +30,10 @@ class DomainError(Exception):
         self.headers = headers or {}
 
 
+class BadRequest(DomainError):
+    status_code = HTTPStatus.BAD_REQUEST
+
+
 class Invalid(DomainError):
     status_code = HTTPStatus.UNPROCESSABLE_ENTITY
 

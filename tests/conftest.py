@@ -5,11 +5,22 @@ at the end), else a SQLite file. The schema is built by running the migrations, 
 run tests them too. Tests talk to the app only over HTTP; after each one every table is emptied.
 """
 
+import hashlib
+import hmac
+import json
 import os
 import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -19,6 +30,7 @@ from flask_jwt_extended import create_access_token
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
 
 from nexus import create_app
 from nexus.config import normalise_database_url
@@ -58,12 +70,76 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.dispose()
 
 
+STRIPE_WEBHOOK_SECRET = "whsec_nexus_tests"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
-def app(database_url: str) -> Flask:
-    app = create_app(app_environ(database_url))
+def localstripe() -> Iterator[str]:
+    """localstripe (a Stripe API stand-in, from PyPI) run as its own process, through its own
+    command: it is GPL-licensed, so it is run, never imported."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "localstripe"), "--port", str(port), "--from-scratch"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/v1/balance")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, localstripe: str) -> Flask:
+    app = create_app(
+        app_environ(
+            database_url,
+            STRIPE_SECRET_KEY="sk_test_nexus",
+            STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+            STRIPE_API_BASE=localstripe,
+        )
+    )
     with app.app_context():
         flask_migrate.upgrade()
     return app
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Flask) -> Iterator[str]:
+    """The app served over real HTTP on a local port, for what calls it from outside (Stripe)."""
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def sign_stripe_event(event: dict, *, secret: str = STRIPE_WEBHOOK_SECRET, at: int | None = None) -> tuple[bytes, str]:
+    """A body and its Stripe-Signature header, signed the way Stripe signs webhooks."""
+    payload = json.dumps(event).encode()
+    timestamp = int(time.time()) if at is None else at
+    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return payload, f"t={timestamp},v1={signature}"
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import factory
 from factory.alchemy import SQLAlchemyModelFactory
 from sqlalchemy.orm import Session
 
+from nexus.payments.models import Payment
 from nexus.stores.models import Product, Store
 from nexus.users.models import Role, User
 
@@ -63,3 +64,17 @@ class ProductFactory(_Factory):
     currency = factory.SelfAttribute("store.currency")
     stock = 10
     is_active = True
+
+
+class PaymentFactory(_Factory):
+    """A payment as if its PaymentIntent had been created at Stripe (for webhook tests)."""
+
+    class Meta:
+        model = Payment
+
+    order_id = None  # give it an order placed over HTTP
+    user_id = None
+    provider_payment_id = factory.Sequence(lambda n: f"pi_test_{n:06d}")
+    amount = 1000
+    currency = "aed"
+    status = "pending"

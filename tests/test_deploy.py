@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINT = yaml.safe_load((ROOT / "render.yaml").read_text())
 SERVICES = {service["name"]: service for service in BLUEPRINT["services"]}
 WEB = next(service for service in BLUEPRINT["services"] if service["type"] == "web")
-CRON = next(service for service in BLUEPRINT["services"] if service["type"] == "cron")
+CRONS = {service["startCommand"]: service for service in BLUEPRINT["services"] if service["type"] == "cron"}
+CRON = CRONS["flask --app wsgi orders expire-stale"]
+RECONCILE = CRONS["flask --app wsgi payments reconcile"]
 # Stand-ins for what Render fills in: generated secrets, dashboard values, linked resources.
 DASHBOARD_VALUES = {
     "CORS_ALLOWED_ORIGINS": "https://shop.example.com",
@@ -79,7 +81,7 @@ def test_the_blueprint_has_what_render_requires():
     for database in BLUEPRINT["databases"]:
         assert database.get("name")
     names = {database["name"] for database in BLUEPRINT["databases"]} | set(SERVICES)
-    for service in (WEB, CRON):
+    for service in (WEB, *CRONS.values()):
         for var in service["envVars"]:
             linked = var.get("fromDatabase") or var.get("fromService")
             assert linked is None or linked["name"] in names, f"{var['key']} points at an unknown resource"
@@ -131,14 +133,18 @@ def test_the_pre_deploy_command_migrates_an_empty_database(database_url, tmp_pat
         server.dispose()
 
 
-def test_the_cron_job_runs_every_five_minutes():
+def test_the_cron_jobs_run_on_schedule():
     assert CRON["schedule"] == "*/5 * * * *"
-    assert CRON["startCommand"] == "flask --app wsgi orders expire-stale"
+    assert RECONCILE["schedule"] == "*/10 * * * *"
 
 
 @pytest.mark.postgres
-def test_the_cron_job_expires_stale_orders_with_its_blueprint_environment(database_url):
-    result = run_blueprint_command(CRON, CRON["startCommand"], database_url)
+@pytest.mark.parametrize(
+    ("cron", "says"),
+    [(CRON, "expired 0 orders unpaid for over 30 minutes"), (RECONCILE, "checked 0 open payments")],
+)
+def test_the_cron_jobs_run_with_their_blueprint_environment(database_url, cron, says):
+    result = run_blueprint_command(cron, cron["startCommand"], database_url)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "expired 0 orders unpaid for over 30 minutes" in result.stdout
+    assert says in result.stdout

@@ -47,7 +47,8 @@ def test_every_operation_has_a_summary_and_a_documented_success(spec):
     for path, method, operation in operations(spec):
         assert operation.get("summary"), f"{method} {path} has no summary"
         assert any(code.startswith("2") for code in operation["responses"]), f"{method} {path} documents no success"
-        if "requestBody" in operation:
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        if "$ref" in body:  # a body our schemas validate
             assert "422" in operation["responses"], f"{method} {path} takes a body but does not document 422"
 
 

@@ -4,6 +4,7 @@ from flask import Flask
 
 from nexus.cli.demo import demo
 from nexus.cli.orders import orders
+from nexus.cli.payments import payments
 from nexus.cli.users import users
 
 
@@ -11,3 +12,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(demo)
     app.cli.add_command(orders)
+    app.cli.add_command(payments)

@@ -3,11 +3,12 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from nexus.database import Timestamps, UTCDateTime, utcnow
 from nexus.extensions import db
+from nexus.payments.models import Payment
 
 
 class OrderStatus(StrEnum):
@@ -49,6 +50,10 @@ class Order(Timestamps, db.Model):
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     items: Mapped[list["OrderItem"]] = relationship(lazy="selectin", order_by="OrderItem.product_id")
+    # The status of the order's latest payment, read with the order (None before any).
+    payment_status: Mapped[str | None] = column_property(
+        select(Payment.status).where(Payment.order_id == id).order_by(Payment.id.desc()).limit(1).scalar_subquery()
+    )
 
 
 class OrderItem(db.Model):

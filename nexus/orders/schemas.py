@@ -4,6 +4,7 @@ from marshmallow import Schema, fields, validate
 
 from nexus.orders.models import OrderStatus
 from nexus.pagination import PageArgsSchema, page_of
+from nexus.payments.models import PaymentStatus
 from nexus.serialization import FlatSchema
 from nexus.users.schemas import TrimmedString
 
@@ -58,6 +59,12 @@ class OrderSchema(Schema):
     updated_at = fields.DateTime(required=True)
     expires_at = fields.DateTime(required=True, metadata={"description": "Unpaid by then, the order expires."})
     paid_at = fields.DateTime(required=True, allow_none=True)
+    payment_status = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf([status.value for status in PaymentStatus]),
+        metadata={"description": "Of the order's latest payment; null before the buyer starts paying."},
+    )
 
 
 class OrderListArgsSchema(PageArgsSchema):

@@ -15,6 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Row, Select, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from nexus.database import read, utcnow
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound
@@ -137,6 +138,7 @@ def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: Id
     )
     db.session.add(order)
     db.session.flush()
+    set_committed_value(order, "payment_status", None)  # a new order has no payment to read back
     if claim is not None:  # the key and the order commit together
         db.session.execute(update(IdempotencyKey).where(IdempotencyKey.id == claim.id).values(order_id=order.id))
     db.session.commit()
@@ -234,32 +236,41 @@ def _restock(order: Order) -> None:
         )
 
 
-def move(order: Order, to: S, roles: set[str], *, at: datetime | None = None) -> Order:
-    """Move `order` to status `to` if `MOVES` allows it and `roles` may; restock if the move does."""
+def transition(order: Order, to: S, roles: set[str]) -> None:
+    """Move `order` to `to` within the caller's transaction, if `MOVES` allows it and `roles`
+    may; restock if the move does. A Conflict if it may not, or if another request moved it first."""
     current = S(order.status)
     allowed = MOVES.get((current, to))
     if allowed is None:
         raise Conflict(f"The order is {current}; it cannot become {to}.")
     if not allowed & roles:
         raise Forbidden(f"You may not make an order {to}.")
-    now = at or utcnow()
-    values: dict[str, Any] = {"status": to.value, "updated_at": now}
+    values: dict[str, Any] = {"status": to.value, "updated_at": utcnow()}
     if to is S.PAID:
-        values["paid_at"] = now
+        values["paid_at"] = values["updated_at"]
     moved = db.session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status == current.value)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount != 1:  # another request moved it first
-        db.session.rollback()
-        db.session.refresh(order)
-        raise Conflict(f"The order is {order.status}; it cannot become {to}.")
+    if moved.rowcount != 1:
+        raise Conflict(f"The order changed meanwhile; it cannot become {to}.")
     if (current, to) in RESTOCKING:
         _restock(order)
+    for field, value in values.items():  # what the UPDATE wrote, without writing it again
+        set_committed_value(order, field, value)
+
+
+def move(order: Order, to: S, roles: set[str]) -> Order:
+    """`transition` in a transaction of its own."""
+    try:
+        transition(order, to, roles)
+    except Conflict:
+        db.session.rollback()
+        db.session.refresh(order)
+        raise Conflict(f"The order is {order.status}; it cannot become {to}.") from None
     db.session.commit()
-    db.session.refresh(order)
     return order
 
 
@@ -291,7 +302,7 @@ def forget_idempotency_keys(older_than: datetime) -> int:
 
 @cache
 def _orders_query(*, scope: str | None, by_status: bool) -> Select:
-    statement = select(*orders.c)
+    statement = select(*orders.c, Order.payment_status.expression.label("payment_status"))
     if scope is not None:
         statement = statement.where(orders.c[scope] == bindparam(scope))
     if by_status:

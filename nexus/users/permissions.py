@@ -1,4 +1,5 @@
-"""Who may call a route, declared on the route: `@login_required()`, `@login_optional()`.
+"""Who may call a route, declared on the route: `@login_required()`, `@login_optional()`,
+`@admin_required()`.
 
 Each decorator enforces its rule and documents it (bearer security, the 401/403 answers), so
 the OpenAPI document cannot drift from what the code checks. The user is read from the
@@ -37,6 +38,21 @@ def login_optional() -> Callable:
     def decorator(view: Callable) -> Callable:
         checked = jwt_required(optional=True)(view)
         return documents_errors(401)(Blueprint.doc(security=[{}, BEARER])(checked))
+
+    return decorator
+
+
+def admin_required() -> Callable:
+    """A signed-in admin; anyone else signed in gets 403. The role is the one in the database."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def admins_only(*args, **kwargs):
+            if not get_current_user().is_admin:
+                raise Forbidden("Only admins may do this.")
+            return view(*args, **kwargs)
+
+        return documents_errors(403)(login_required()(admins_only))
 
     return decorator
 

@@ -1,0 +1,1 @@
+"""The admin console's API: users, payments and their webhook trail, refunds, numbers."""

@@ -1,0 +1,1 @@
+"""Card payments through Stripe PaymentIntents, settled by Stripe's signed webhook."""

@@ -1,0 +1,90 @@
+"""The `payments` and `payment_event_audits` tables."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from nexus.database import Timestamps, UTCDateTime, utcnow
+from nexus.extensions import db
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"  # an intent exists; the buyer has not paid yet
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+OPEN = (PaymentStatus.PENDING, PaymentStatus.PROCESSING)  # money may still move
+STATUSES = ", ".join(f"'{status}'" for status in PaymentStatus)
+OPEN_SQL = "status IN ('pending', 'processing')"
+
+
+class Payment(Timestamps, db.Model):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({STATUSES})", name="status"),
+        CheckConstraint("amount > 0 AND amount_refunded >= 0 AND amount_refunded <= amount", name="amounts"),
+        # At most one open payment per order: the database, not a read-then-insert, decides
+        # which of two simultaneous "pay" requests starts it.
+        Index(
+            "uq_payments_order_id_open",
+            "order_id",
+            unique=True,
+            postgresql_where=text(OPEN_SQL),
+            sqlite_where=text(OPEN_SQL),
+        ),
+        Index("ix_payments_status_id", "status", "id"),
+        Index("ix_payments_user_id_id", "user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True, nullable=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    provider: Mapped[str] = mapped_column(String(16), nullable=False, default="stripe")
+    # Empty only while the PaymentIntent is being created.
+    provider_payment_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[str] = mapped_column(String(24), nullable=False, default=PaymentStatus.PENDING.value)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class EventOutcome(StrEnum):
+    APPLIED = "applied"  # it changed a payment (and maybe its order)
+    DUPLICATE = "duplicate"  # what it says had already been applied
+    IGNORED = "ignored"  # an unknown type, an unknown payment, or news older than what we know
+    ANOMALY = "anomaly"  # money that does not match: recorded for a person to look at
+    ERROR = "error"  # applying it failed; Stripe retries, and the retry applies it
+
+
+class PaymentEventAudit(db.Model):
+    """One Stripe event (or a reconciliation read from Stripe), stored once by its id, with
+    what applying it did."""
+
+    __tablename__ = "payment_event_audits"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('applied', 'duplicate', 'ignored', 'anomaly', 'error')", name="outcome"),
+        Index("ix_payment_event_audits_type_id", "type", "id"),
+        Index("ix_payment_event_audits_outcome_id", "outcome", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    type: Mapped[str] = mapped_column(String(100), nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # webhook | reconcile
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    detail: Mapped[str | None] = mapped_column(Text)
+    deliveries: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    replays: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    processing_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -1,0 +1,137 @@
+"""Stripe's webhook: verify the signature, store the event once, apply it, record the outcome.
+
+The event's Stripe id is unique in `payment_event_audits`: of two deliveries of one event (a
+retry, or the same event sent to two instances at once) the database lets one in, and the
+other answers "duplicate". A delivery whose applying failed is recorded as an error and
+answered 500, so Stripe retries; the retry finds the error and applies the event then.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from nexus.database import utcnow
+from nexus.errors import DomainError, NotFound
+from nexus.extensions import db
+from nexus.payments import gateway, service
+from nexus.payments.models import EventOutcome, PaymentEventAudit, PaymentStatus
+
+log = logging.getLogger(__name__)
+
+HANDLERS: dict[str, Callable[[dict[str, Any]], service.Applied]] = {
+    "payment_intent.processing": lambda intent: service.apply_intent(intent, PaymentStatus.PROCESSING),
+    "payment_intent.succeeded": lambda intent: service.apply_intent(intent, PaymentStatus.SUCCEEDED),
+    "payment_intent.payment_failed": lambda intent: service.apply_intent(intent, PaymentStatus.FAILED),
+    "payment_intent.canceled": lambda intent: service.apply_intent(intent, PaymentStatus.CANCELED),
+    "charge.refunded": service.apply_charge_refunded,
+}
+LOCK_TIMEOUT = "2s"  # wait this long for a payment row another request holds; then fail, Stripe retries
+
+
+class EventNotApplied(DomainError):
+    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+def receive(payload: bytes, signature: str | None) -> tuple[PaymentEventAudit, bool]:
+    """Verify and process one delivery: `(its audit row, whether it was a duplicate)`."""
+    return process(gateway.verify_event(payload, signature), source="webhook")
+
+
+def process(event: dict[str, Any], *, source: str) -> tuple[PaymentEventAudit, bool]:
+    """Store the event once, apply it, record the outcome, in one transaction."""
+    started = time.perf_counter()
+    _limit_lock_waits()
+    try:
+        with db.session.begin_nested():
+            audit = PaymentEventAudit(
+                stripe_event_id=event["id"],
+                type=event["type"],
+                source=source,
+                payload=event,
+                outcome=EventOutcome.ERROR,
+            )
+            db.session.add(audit)
+    except IntegrityError:
+        db.session.rollback()
+        return _delivered_again(event, started)
+    _apply_and_commit(audit, event, started)
+    return audit, False
+
+
+def _delivered_again(event: dict[str, Any], started: float) -> tuple[PaymentEventAudit, bool]:
+    _limit_lock_waits()
+    audit = _locked_audit(select(PaymentEventAudit).filter_by(stripe_event_id=event["id"]))
+    audit.deliveries += 1
+    if audit.outcome != EventOutcome.ERROR:
+        db.session.commit()
+        return audit, True
+    _apply_and_commit(audit, event, started)  # an earlier delivery failed: this one applies it
+    return audit, False
+
+
+def replay(audit_id: int) -> PaymentEventAudit:
+    """Apply a recorded event again through the same path (after a fix, say): a state already
+    reached is not applied twice, so a replay is safe to repeat."""
+    started = time.perf_counter()
+    _limit_lock_waits()
+    audit = _locked_audit(select(PaymentEventAudit).filter_by(id=audit_id))
+    if audit is None:
+        raise NotFound("No such payment event.")
+    audit.replays += 1
+    _apply_and_commit(audit, audit.payload, started)
+    return audit
+
+
+def _locked_audit(statement) -> PaymentEventAudit | None:
+    return db.session.scalar(statement.with_for_update().execution_options(populate_existing=True))
+
+
+def _apply_and_commit(audit: PaymentEventAudit, event: dict[str, Any], started: float) -> None:
+    try:
+        handler = HANDLERS.get(event["type"])
+        applied = (
+            handler(event["data"]["object"])
+            if handler
+            else service.Applied(EventOutcome.IGNORED, "Not an event Nexus acts on.")
+        )
+        _record(audit, applied.outcome, applied.detail, started, payment_id=applied.payment_id)
+        db.session.commit()
+    except Exception as error:
+        db.session.rollback()
+        log.exception("applying stripe event %s (%s) failed", event.get("id"), event.get("type"))
+        _record_failure(audit.stripe_event_id, event, audit.source, error, started)
+        raise EventNotApplied("Applying the event failed; it is recorded, and Stripe's retry will apply it.") from error
+
+
+def _record(audit: PaymentEventAudit, outcome: EventOutcome, detail: str | None, started: float, **fields) -> None:
+    audit.outcome, audit.detail = outcome.value, detail
+    audit.processed_at = utcnow()
+    audit.processing_ms = round((time.perf_counter() - started) * 1000, 3)
+    for name, value in fields.items():
+        if value is not None:
+            setattr(audit, name, value)
+
+
+def _record_failure(event_id: str, event: dict[str, Any], source: str, error: Exception, started: float) -> None:
+    detail = f"{error.__class__.__name__}: {error}"[:1000]
+    try:
+        audit = db.session.scalar(select(PaymentEventAudit).filter_by(stripe_event_id=event_id))
+        if audit is None:
+            audit = PaymentEventAudit(stripe_event_id=event_id, type=event["type"], source=source, payload=event)
+            db.session.add(audit)
+        if audit.outcome in (None, EventOutcome.ERROR):  # another delivery may have applied it meanwhile
+            _record(audit, EventOutcome.ERROR, detail, started)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("recording the failure of stripe event %s failed too", event_id)
+
+
+def _limit_lock_waits() -> None:
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
