@@ -21,6 +21,7 @@ from nexus.openapi import init_openapi
 from nexus.orders.routes import blp as orders_blp
 from nexus.payments.routes import blp as payments_blp
 from nexus.profile.routes import blp as profile_blp
+from nexus.reports.routes import blp as reports_blp
 from nexus.serialization import OrjsonProvider
 from nexus.stores.routes import products as products_blp
 from nexus.stores.routes import stores as stores_blp
@@ -28,7 +29,17 @@ from nexus.web import register_request_hooks
 
 __version__ = VERSION
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-BLUEPRINTS = (health_blp, auth_blp, profile_blp, stores_blp, products_blp, orders_blp, payments_blp, admin_blp)
+BLUEPRINTS = (
+    health_blp,
+    auth_blp,
+    profile_blp,
+    stores_blp,
+    products_blp,
+    orders_blp,
+    payments_blp,
+    reports_blp,
+    admin_blp,
+)
 CORS_HEADERS = {
     "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
     "expose_headers": ["X-Request-ID", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],

@@ -4,6 +4,7 @@ Timestamps are timezone-aware UTC in Python on every database: Postgres stores `
 SQLite has no zone at all, and `UTCDateTime` hides the difference.
 """
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -54,6 +55,11 @@ class Timestamps:
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
+
+
+def contains(text: str) -> str:
+    """A LIKE pattern (escape character backslash) matching `text` anywhere, literally."""
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
 
 
 def read(statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from flask import current_app
 from marshmallow import Schema, fields, validate
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, tuple_
+from sqlalchemy import ColumnElement, Integer, Select, Table, bindparam, select, tuple_
 
 from nexus.database import read
 from nexus.errors import Invalid
@@ -134,3 +134,20 @@ def paginate(
     rows = read(_page_statement(base, keyset, cursor is not None), values)
     page = rows[:limit]
     return {"items": page, "next_cursor": encode_cursor(keyset, page[-1]) if len(rows) > limit else None}
+
+
+@lru_cache(maxsize=64)
+def _rows_where(table: Table, columns: frozenset[str]) -> Select:
+    return select(*table.c).where(*(table.c[name] == bindparam(name) for name in sorted(columns)))
+
+
+@lru_cache(maxsize=64)
+def newest_first(table: Table) -> Keyset:
+    return Keyset(table.name, (table.c.id,))
+
+
+def page_of_rows(table: Table, *, limit: int, cursor: str | None = None, **filters: Any) -> dict:
+    """A page of `table`'s rows, newest first, where each given column equals its value (filters
+    given as None are left out): the shape of most admin lists."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    return paginate(_rows_where(table, frozenset(given)), newest_first(table), limit=limit, cursor=cursor, params=given)

@@ -39,17 +39,18 @@ def _plain(field: fields.Field) -> bool:
 
 
 class FlatSchema(Schema):
-    """A read-only wire format of plain attributes, dumped by copying them (see the module doc)."""
+    """A read-only wire format of plain attributes, dumped by copying them (see the module doc).
+    A subclass that adds other fields (a nested list, say) is dumped by marshmallow as usual."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        odd = [name for name, field in self.dump_fields.items() if not _plain(field)]
-        if odd:
-            raise TypeError(f"{type(self).__name__}: {odd} are not plain fields; use a marshmallow Schema")
+        self._flat = all(_plain(field) for field in self.dump_fields.values())
         self._keys = tuple(field.data_key or name for name, field in self.dump_fields.items())
         self._attributes = tuple(field.attribute or name for name, field in self.dump_fields.items())
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:
+        if not self._flat:
+            return super().dump(obj, many=many)
         items = obj if (self.many if many is None else many) else [obj]
         values = self._getter(items[0]) if items else None
         dumped = [dict(zip(self._keys, values(item), strict=True)) for item in items]

@@ -166,6 +166,10 @@ def refund(client, who, payment: dict, **body):
     return client.post(f"/api/v1/admin/payments/{payment['id']}/refund", headers=who.headers, json=body)
 
 
+def audit_log(client, admin) -> list[dict]:
+    return client.get("/api/v1/admin/audit-log", headers=admin.headers).get_json()["items"]
+
+
 def test_admins_refund_in_part_then_in_full_through_stripe(client, admin, buyer, order, teapot, succeeded, session):
     partial = refund(client, admin, succeeded, amount=1000)
 
@@ -181,6 +185,12 @@ def test_admins_refund_in_part_then_in_full_through_stripe(client, admin, buyer,
     assert order_as(client, buyer, order)["status"] == "refunded"
     assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 4
     assert refund(client, admin, succeeded).status_code == 409
+    assert [(e["action"], e["target_id"], e["before"], e["after"]) for e in audit_log(client, admin)] == [
+        ("payment.refund", succeeded["id"], {"status": "partially_refunded", "amount_refunded": 1000},
+         {"status": "refunded", "amount_refunded": 3000}),
+        ("payment.refund", succeeded["id"], {"status": "succeeded", "amount_refunded": 0},
+         {"status": "partially_refunded", "amount_refunded": 1000}),
+    ]  # fmt: skip
 
 
 def test_the_refund_webhook_after_a_refund_changes_nothing(client, admin, succeeded, session):
@@ -285,6 +295,13 @@ def test_replaying_an_applied_event_changes_nothing_and_is_recorded(
     assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
     assert client.post(f"/api/v1/admin/payment-events/{audit.id}/replay", headers=buyer.headers).status_code == 403
     assert client.post("/api/v1/admin/payment-events/999999/replay", headers=admin.headers).status_code == 404
+    [entry] = audit_log(client, admin)
+    assert (entry["action"], entry["target_type"], entry["target_id"]) == (
+        "payment_event.replay",
+        "payment_event",
+        audit.id,
+    )
+    assert (entry["before"]["replays"], entry["after"]["replays"]) == (0, 1)
 
 
 # --- races, on Postgres ---------------------------------------------------------------------

@@ -1,15 +1,79 @@
-"""`/api/v1/admin`: what only admins may do."""
+"""`/api/v1/admin`: users, payments and their webhook trail, refunds, orders, the numbers."""
 
 from flask.views import MethodView
+from flask_jwt_extended import get_current_user
 from flask_smorest import Blueprint
 
+from nexus.admin import service
+from nexus.admin.schemas import (
+    AuditEntryPageSchema,
+    OrderListArgsSchema,
+    PaymentDetailSchema,
+    PaymentEventListArgsSchema,
+    PaymentEventPageSchema,
+    PaymentListArgsSchema,
+    PaymentPageSchema,
+    StatsSchema,
+    UserListArgsSchema,
+    UserUpdateSchema,
+)
 from nexus.openapi import documents_errors
-from nexus.payments import service as payments
-from nexus.payments import webhooks
+from nexus.orders import service as orders
+from nexus.orders.schemas import OrderPageSchema
+from nexus.pagination import PageArgsSchema
 from nexus.payments.schemas import PaymentEventSchema, PaymentSchema, RefundSchema
 from nexus.users.permissions import admin_required
+from nexus.users.schemas import UserPageSchema, UserSchema
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Admins only.")
+
+
+@blp.route("/users")
+class Users(MethodView):
+    @admin_required()
+    @blp.arguments(UserListArgsSchema(), location="query")
+    @blp.response(200, UserPageSchema)
+    def get(self, args):
+        """Users, newest first: search by email or name, filter by role and activity."""
+        return service.list_users(**args)
+
+
+@blp.route("/users/<int:user_id>")
+class UserById(MethodView):
+    @admin_required()
+    @blp.response(200, UserSchema)
+    @documents_errors(404)
+    def get(self, user_id):
+        """A user."""
+        return service.get_user(user_id)
+
+    @admin_required()
+    @blp.arguments(UserUpdateSchema())
+    @blp.response(200, UserSchema)
+    @documents_errors(404)
+    def patch(self, changes, user_id):
+        """Change a user's role, or lock them out (at once) and let them back in."""
+        return service.update_user(get_current_user(), user_id, changes)
+
+
+@blp.route("/payments")
+class Payments(MethodView):
+    @admin_required()
+    @blp.arguments(PaymentListArgsSchema(), location="query")
+    @blp.response(200, PaymentPageSchema)
+    def get(self, args):
+        """Payments, newest first, by status, user or order."""
+        return service.list_payments(**args)
+
+
+@blp.route("/payments/<int:payment_id>")
+class PaymentById(MethodView):
+    @admin_required()
+    @blp.response(200, PaymentDetailSchema)
+    @documents_errors(404)
+    def get(self, payment_id):
+        """A payment and the Stripe events recorded for it."""
+        return service.get_payment(payment_id)
 
 
 @blp.route("/payments/<int:payment_id>/refund")
@@ -20,7 +84,27 @@ class Refund(MethodView):
     @documents_errors(404, 409, 502, 503)
     def post(self, refund, payment_id):
         """Refund a payment through Stripe, in full or in part."""
-        return payments.refund(payment_id, refund.get("amount"))
+        return service.refund(get_current_user(), payment_id, refund.get("amount"))
+
+
+@blp.route("/orders")
+class Orders(MethodView):
+    @admin_required()
+    @blp.arguments(OrderListArgsSchema(), location="query")
+    @blp.response(200, OrderPageSchema)
+    def get(self, args):
+        """Every order, newest first, by status or store."""
+        return orders.list_orders(**args)
+
+
+@blp.route("/payment-events")
+class PaymentEvents(MethodView):
+    @admin_required()
+    @blp.arguments(PaymentEventListArgsSchema(), location="query")
+    @blp.response(200, PaymentEventPageSchema)
+    def get(self, args):
+        """The Stripe webhook's trail, newest first, by event type or outcome."""
+        return service.list_payment_events(**args)
 
 
 @blp.route("/payment-events/<int:event_id>/replay")
@@ -30,4 +114,23 @@ class ReplayEvent(MethodView):
     @documents_errors(404, 500)
     def post(self, event_id):
         """Apply a recorded Stripe event again (after a fix); a state already reached is not applied twice."""
-        return webhooks.replay(event_id)
+        return service.replay(get_current_user(), event_id)
+
+
+@blp.route("/stats")
+class Stats(MethodView):
+    @admin_required()
+    @blp.response(200, StatsSchema)
+    def get(self):
+        """The marketplace's numbers: users, stores, products, orders by status, revenue by currency."""
+        return service.stats()
+
+
+@blp.route("/audit-log")
+class AuditLog(MethodView):
+    @admin_required()
+    @blp.arguments(PageArgsSchema(), location="query")
+    @blp.response(200, AuditEntryPageSchema)
+    def get(self, args):
+        """What admins changed, newest first."""
+        return service.list_audit_log(**args)

@@ -36,6 +36,7 @@ class Order(Timestamps, db.Model):
         Index("ix_orders_store_id_id", "store_id", "id"),
         Index("ix_orders_store_id_status_id", "store_id", "status", "id"),
         Index("ix_orders_status_id", "status", "id"),
+        Index("ix_orders_store_id_paid_at", "store_id", "paid_at"),  # sales reports
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

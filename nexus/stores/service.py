@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from nexus.database import contains
 from nexus.errors import Conflict, Forbidden, NotFound
 from nexus.extensions import db
 from nexus.money import DEFAULT_CURRENCY
@@ -35,14 +36,9 @@ def _manages(viewer: User | None, store: Store) -> bool:
     return viewer is not None and (viewer.is_admin or viewer.id == store.owner_id)
 
 
-def _contains(text: str) -> str:
-    """A LIKE pattern matching `text` anywhere, with LIKE's wildcards taken literally."""
-    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
-
-
 def _words(q: str | None) -> dict[str, str]:
     """`q` as one LIKE pattern per word, bound as :q0, :q1, ...: every word must match."""
-    return {f"q{n}": _contains(word) for n, word in enumerate((q or "").split())}
+    return {f"q{n}": contains(word) for n, word in enumerate((q or "").split())}
 
 
 def _word_in(text: Any, name: str) -> ColumnElement:

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from nexus.pagination import page_of
 from nexus.serialization import FlatSchema
 from nexus.users.models import Role
 
@@ -40,3 +41,6 @@ class ProfileFieldsSchema(Schema):
         validate=validate.Regexp(r"^\+?[0-9][0-9 ()-]{5,30}$", error="Not a valid phone number."),
         metadata={"example": "+971 50 123 4567"},
     )
+
+
+UserPageSchema = page_of(UserSchema)

@@ -1,0 +1,72 @@
+"""Wire formats of the admin console."""
+
+from marshmallow import Schema, fields, validate
+
+from nexus.orders.models import OrderStatus
+from nexus.pagination import PageArgsSchema, page_of
+from nexus.payments.models import EventOutcome, PaymentStatus
+from nexus.payments.schemas import PaymentEventSchema, PaymentSchema
+from nexus.users.models import Role
+from nexus.users.schemas import TrimmedString
+
+ROLES = validate.OneOf([role.value for role in Role])
+
+
+class UserListArgsSchema(PageArgsSchema):
+    q = TrimmedString(validate=validate.Length(min=1, max=100), metadata={"description": "Part of an email or a name."})
+    role = fields.String(validate=ROLES)
+    is_active = fields.Boolean()
+
+
+class UserUpdateSchema(Schema):
+    role = fields.String(validate=ROLES)
+    is_active = fields.Boolean(metadata={"description": "false locks the user out at once."})
+
+
+class PaymentListArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf([status.value for status in PaymentStatus]))
+    user_id = fields.Integer(validate=validate.Range(min=1))
+    order_id = fields.Integer(validate=validate.Range(min=1))
+
+
+class PaymentDetailSchema(PaymentSchema):
+    events = fields.Nested(PaymentEventSchema, many=True, required=True, metadata={"description": "Oldest first."})
+
+
+class PaymentEventListArgsSchema(PageArgsSchema):
+    type = fields.String(validate=validate.Length(min=1, max=100), metadata={"example": "payment_intent.succeeded"})
+    outcome = fields.String(validate=validate.OneOf([outcome.value for outcome in EventOutcome]))
+
+
+class OrderListArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf([status.value for status in OrderStatus]))
+    store_id = fields.Integer(validate=validate.Range(min=1))
+
+
+class StatsSchema(Schema):
+    users = fields.Integer(required=True)
+    stores = fields.Integer(required=True)
+    products = fields.Integer(required=True)
+    orders_by_status = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    revenue = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Per currency, in minor units: payments taken, less refunds."},
+    )
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer(required=True)
+    actor_id = fields.Integer(required=True)
+    action = fields.String(required=True, metadata={"example": "user.update"})
+    target_type = fields.String(required=True)
+    target_id = fields.Integer(required=True)
+    before = fields.Dict(required=True, allow_none=True)
+    after = fields.Dict(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+
+
+PaymentPageSchema = page_of(PaymentSchema)
+PaymentEventPageSchema = page_of(PaymentEventSchema)
+AuditEntryPageSchema = page_of(AuditEntrySchema)

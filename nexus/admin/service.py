@@ -1,0 +1,167 @@
+"""The admin console: find and change users, follow payments and their webhook trail, refund,
+see the numbers. Every write an admin makes here is recorded in `admin_audit_log`."""
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Select, bindparam, func, or_, select, update
+
+from nexus.admin.models import AdminAuditEntry
+from nexus.database import contains, read
+from nexus.errors import Invalid, NotFound
+from nexus.extensions import db
+from nexus.orders.models import Order
+from nexus.pagination import newest_first, page_of_rows, paginate
+from nexus.payments import service as payments
+from nexus.payments import webhooks
+from nexus.payments.models import Payment, PaymentEventAudit, PaymentStatus
+from nexus.stores.models import Product, Store
+from nexus.users.models import Role, User
+
+users = User.__table__
+
+
+def record(actor: User, action: str, target: Any, before: dict | None, after: dict | None) -> None:
+    """Add an audit entry for a write by `actor` to the current transaction; `action` is
+    `<target type>.<verb>`, e.g. `user.update`."""
+    entry = AdminAuditEntry(
+        actor_id=actor.id,
+        action=action,
+        target_type=action.partition(".")[0],
+        target_id=target.id,
+        before=before,
+        after=after,
+    )
+    db.session.add(entry)
+
+
+def _snapshot(row: Any, *fields: str) -> dict[str, Any]:
+    return {field: getattr(row, field) for field in fields}
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+@cache
+def _users_query(*, search: bool, filters: frozenset[str]) -> Select:
+    statement = select(*users.c).where(*(users.c[name] == bindparam(name) for name in sorted(filters)))
+    if search:
+        statement = statement.where(
+            or_(users.c.email.ilike(bindparam("q"), escape="\\"), users.c.full_name.ilike(bindparam("q"), escape="\\"))
+        )
+    return statement
+
+
+def list_users(*, q: str | None = None, limit: int, cursor: str | None = None, **filters: Any) -> dict:
+    """Users newest first; `q` is part of an email or a name, the rest must equal."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    params = {**given, **({"q": contains(q)} if q else {})}
+    base = _users_query(search=bool(q), filters=frozenset(given))
+    return paginate(base, newest_first(users), limit=limit, cursor=cursor, params=params)
+
+
+def get_user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+def update_user(actor: User, user_id: int, changes: dict[str, Any]) -> User:
+    """Change a user's role or whether they may sign in. Deactivating locks them out at once
+    (every request reads the user) and revokes their refresh tokens; nobody demotes or
+    deactivates themself (there must stay an admin to undo it)."""
+    user = get_user(user_id)
+    if user.id == actor.id and (changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("is_active") is False):
+        field = "role" if "role" in changes else "is_active"
+        message = "You cannot demote or deactivate yourself; ask another admin."
+        raise Invalid(message, errors={"json": {field: [message]}})
+    before = _snapshot(user, "role", "is_active")
+    for field, value in changes.items():
+        setattr(user, field, value)
+    if before["is_active"] and not user.is_active:
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(refresh_token_generation=User.refresh_token_generation + 1)
+            .execution_options(synchronize_session="fetch")
+        )
+    record(actor, "user.update", user, before, _snapshot(user, "role", "is_active"))
+    db.session.commit()
+    return user
+
+
+# --- payments and their trail -------------------------------------------------------------
+
+
+def list_payments(*, limit: int, cursor: str | None = None, **filters: Any) -> dict:
+    return page_of_rows(Payment.__table__, limit=limit, cursor=cursor, **filters)
+
+
+def get_payment(payment_id: int) -> dict[str, Any]:
+    """The payment and its events, oldest first."""
+    payment = get_payment_row(payment_id)
+    events = db.session.scalars(
+        select(PaymentEventAudit).where(PaymentEventAudit.payment_id == payment_id).order_by(PaymentEventAudit.id)
+    ).all()
+    return {**_snapshot(payment, *Payment.__table__.c.keys()), "events": events}
+
+
+def list_payment_events(*, limit: int, cursor: str | None = None, **filters: Any) -> dict:
+    return page_of_rows(PaymentEventAudit.__table__, limit=limit, cursor=cursor, **filters)
+
+
+def refund(actor: User, payment_id: int, amount: int | None) -> Payment:
+    before = _snapshot(get_payment_row(payment_id), "status", "amount_refunded")
+    payment = payments.refund(payment_id, amount)
+    record(actor, "payment.refund", payment, before, _snapshot(payment, "status", "amount_refunded"))
+    db.session.commit()
+    return payment
+
+
+def get_payment_row(payment_id: int) -> Payment:
+    payment = db.session.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound("No such payment.")
+    return payment
+
+
+def replay(actor: User, event_id: int) -> PaymentEventAudit:
+    audit = db.session.get(PaymentEventAudit, event_id)
+    if audit is None:
+        raise NotFound("No such payment event.")
+    before = _snapshot(audit, "outcome", "detail", "replays")
+    audit = webhooks.replay(event_id)
+    record(actor, "payment_event.replay", audit, before, _snapshot(audit, "outcome", "detail", "replays"))
+    db.session.commit()
+    return audit
+
+
+# --- the numbers and the audit log --------------------------------------------------------
+
+COUNTS = select(
+    select(func.count()).select_from(User).scalar_subquery().label("users"),
+    select(func.count()).select_from(Store).scalar_subquery().label("stores"),
+    select(func.count()).select_from(Product).scalar_subquery().label("products"),
+)
+ORDERS_BY_STATUS = select(Order.status, func.count()).group_by(Order.status)
+# Money kept: what was taken, less what was given back.
+REVENUE = (
+    select(Payment.currency, func.sum(Payment.amount - Payment.amount_refunded))
+    .where(Payment.status.in_([PaymentStatus.SUCCEEDED.value, PaymentStatus.PARTIALLY_REFUNDED.value]))
+    .group_by(Payment.currency)
+)
+
+
+def stats() -> dict[str, Any]:
+    """The marketplace's numbers, in three queries whatever its size."""
+    counts = read(COUNTS)[0]
+    return {
+        **counts._mapping,
+        "orders_by_status": {status: int(count) for status, count in read(ORDERS_BY_STATUS)},
+        "revenue": {currency: int(total) for currency, total in read(REVENUE)},
+    }
+
+
+def list_audit_log(*, limit: int, cursor: str | None = None) -> dict:
+    return page_of_rows(AdminAuditEntry.__table__, limit=limit, cursor=cursor)

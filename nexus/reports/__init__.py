@@ -1,0 +1,1 @@
+"""Sales reports for store owners, kept in each user's report history."""

@@ -1,0 +1,71 @@
+"""`/api/v1/stores/{id}/reports`, `/api/v1/reports/{id}`, and your history at `/api/v1/profile/me/reports`."""
+
+from flask import Response
+from flask.views import MethodView
+from flask_jwt_extended import get_current_user
+from flask_smorest import Blueprint
+
+from nexus.openapi import documents_errors
+from nexus.pagination import PageArgsSchema
+from nexus.reports import service
+from nexus.reports.schemas import ReportCreateSchema, ReportPageSchema, ReportSchema
+from nexus.stores.service import get_store_for
+from nexus.users.permissions import login_required
+
+blp = Blueprint("reports", __name__, url_prefix="/api/v1", description="Sales reports and your report history.")
+
+FILE = {
+    "200": {
+        "description": "The report's file: CSV with a header row, or a JSON array.",
+        "headers": {"Content-Disposition": {"schema": {"type": "string"}, "description": "attachment; filename=..."}},
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        },
+    }
+}
+
+
+@blp.route("/stores/<int:store_id>/reports")
+class StoreReports(MethodView):
+    @login_required()
+    @blp.arguments(ReportCreateSchema())
+    @blp.response(201, ReportSchema)
+    @documents_errors(403, 404)
+    def post(self, request, store_id):
+        """A sales report of your store: one row per order paid between two dates, kept in your history."""
+        store = get_store_for(get_current_user(), store_id, manage=True)
+        return service.create_sales_report(get_current_user(), store, **request)
+
+
+@blp.route("/reports/<int:report_id>")
+class ReportById(MethodView):
+    @login_required()
+    @blp.response(200, ReportSchema)
+    @documents_errors(404)
+    def get(self, report_id):
+        """A report of yours (admins see all)."""
+        return service.get_report_for(get_current_user(), report_id)
+
+
+@blp.route("/reports/<int:report_id>/download")
+class ReportDownload(MethodView):
+    @login_required()
+    @blp.doc(responses=FILE)
+    @documents_errors(404)
+    def get(self, report_id):
+        """The report's file, streamed."""
+        chunks, content_type, filename = service.download(service.get_report_for(get_current_user(), report_id))
+        return Response(
+            chunks, content_type=content_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        )
+
+
+@blp.route("/profile/me/reports")
+class MyReports(MethodView):
+    @login_required()
+    @blp.arguments(PageArgsSchema(), location="query")
+    @blp.response(200, ReportPageSchema)
+    def get(self, args):
+        """Your report history, newest first."""
+        return service.history(get_current_user(), **args)

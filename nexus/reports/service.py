@@ -1,0 +1,152 @@
+"""Sales reports: one row per order of a store paid in a date range, as CSV or JSON.
+
+The rows stream from the database in chunks and are written and gzipped as they come, so a
+year of a busy store (a hundred thousand orders and more) never sits in memory at once; the
+gzipped file is kept with the report in the user's history, and streamed back on download.
+"""
+
+import csv
+import io
+import zlib
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, bindparam, func, select
+
+from nexus.errors import NotFound
+from nexus.extensions import db
+from nexus.orders.models import Order, OrderItem
+from nexus.pagination import newest_first, paginate
+from nexus.reports.models import UserReportHistory
+from nexus.stores.models import Store
+from nexus.users.models import User
+
+COLUMNS = ("order_id", "created_at", "paid_at", "status", "item_count", "subtotal", "total", "currency")
+CHUNK_ROWS = 2_000
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+
+orders, order_items = Order.__table__, OrderItem.__table__
+SALES = (
+    select(
+        orders.c.id.label("order_id"),
+        orders.c.created_at,
+        orders.c.paid_at,
+        orders.c.status,
+        func.sum(order_items.c.quantity).label("item_count"),
+        orders.c.subtotal,
+        orders.c.total,
+        orders.c.currency,
+    )
+    .join(order_items, order_items.c.order_id == orders.c.id)
+    .where(
+        orders.c.store_id == bindparam("store_id"),
+        orders.c.paid_at >= bindparam("start"),
+        orders.c.paid_at < bindparam("end"),
+    )
+    .group_by(orders.c.id)
+    .order_by(orders.c.paid_at, orders.c.id)
+)
+
+
+def sales_params(store_id: int, date_from: date, date_to: date) -> dict[str, Any]:
+    """SALES's parameters: from the start of `date_from` to the end of `date_to`, UTC."""
+    start, end = (datetime.combine(day, time(), UTC) for day in (date_from, date_to + timedelta(days=1)))
+    return {"store_id": store_id, "start": start, "end": end}
+
+
+def _chunks_of_sales(store_id: int, date_from: date, date_to: date) -> Iterator[list[Row]]:
+    """The store's sales in the range, a chunk at a time, from a server-side cursor (which
+    lives in a transaction, so not on the autocommit reads engine)."""
+    with db.engine.connect() as connection:
+        streamed = connection.execution_options(stream_results=True, yield_per=CHUNK_ROWS)
+        yield from streamed.execute(SALES, sales_params(store_id, date_from, date_to)).partitions()
+
+
+def _csv(chunks: Iterable[list[Row]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for chunk in chunks:
+        writer.writerows((*row[:1], row.created_at.isoformat(), row.paid_at.isoformat(), *row[3:]) for row in chunk)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _json(chunks: Iterable[list[Row]]) -> Iterator[str]:
+    separator = "["
+    for chunk in chunks:
+        if chunk:
+            yield separator + ",".join(orjson.dumps(dict(row._mapping)).decode() for row in chunk)
+            separator = ","
+    yield "]" if separator == "," else "[]"
+
+
+def _gzipped(pieces: Iterable[str]) -> bytes:
+    compressor = zlib.compressobj(wbits=31)  # the gzip format
+    parts = [compressor.compress(piece.encode()) for piece in pieces]
+    return b"".join([*parts, compressor.flush()])
+
+
+def create_sales_report(
+    user: User, store: Store, *, date_from: date, date_to: date, format: str, type: str
+) -> UserReportHistory:
+    """Build the report and keep it, with its file, in `user`'s report history."""
+    counted = 0
+
+    def counting(chunks: Iterable[list[Row]]) -> Iterator[list[Row]]:
+        nonlocal counted
+        for chunk in chunks:
+            counted += len(chunk)
+            yield chunk
+
+    writer = _csv if format == "csv" else _json
+    content = _gzipped(writer(counting(_chunks_of_sales(store.id, date_from, date_to))))
+    report = UserReportHistory(
+        user_id=user.id,
+        store_id=store.id,
+        type=type,
+        format=format,
+        parameters={"date_from": date_from.isoformat(), "date_to": date_to.isoformat()},
+        row_count=counted,
+        content=content,
+    )
+    db.session.add(report)
+    db.session.commit()
+    return report
+
+
+def get_report_for(user: User, report_id: int) -> UserReportHistory:
+    """The report if it is `user`'s (or `user` is an admin); else 404."""
+    report = db.session.get(UserReportHistory, report_id)
+    if report is None or (report.user_id != user.id and not user.is_admin):
+        raise NotFound("No such report.")
+    return report
+
+
+def download(report: UserReportHistory) -> tuple[Iterator[bytes], str, str]:
+    """The report's file as a stream of chunks, its content type and its file name."""
+    blob = report.content
+    decompressor = zlib.decompressobj(wbits=31)
+
+    def stream() -> Iterator[bytes]:
+        for start in range(0, len(blob), 64 * 1024):
+            yield decompressor.decompress(blob[start : start + 64 * 1024])
+        yield decompressor.flush()
+
+    period = f"{report.parameters['date_from']}_{report.parameters['date_to']}"
+    return stream(), CONTENT_TYPES[report.format], f"sales-store-{report.store_id}-{period}.{report.format}"
+
+
+reports = UserReportHistory.__table__
+HISTORY = select(*(column for column in reports.c if column.key != "content")).where(
+    reports.c.user_id == bindparam("user_id")
+)
+
+
+def history(user: User, *, limit: int, cursor: str | None = None) -> dict[str, Any]:
+    """The reports `user` generated, newest first (without their files)."""
+    return paginate(HISTORY, newest_first(reports), limit=limit, cursor=cursor, params={"user_id": user.id})

@@ -1,0 +1,236 @@
+"""Sales reports: exactly the store's orders paid in the range, as CSV or JSON, kept in the
+owner's report history and downloadable only by them (and admins)."""
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+
+from nexus.users.models import User
+from tests.conftest import sign_stripe_event
+from tests.factories import PaymentFactory, ProductFactory, StoreFactory
+
+COLUMNS = ["order_id", "created_at", "paid_at", "status", "item_count", "subtotal", "total", "currency"]
+MARCH = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
+
+
+@pytest.fixture
+def teapots(owner, session):
+    """The owner's store's product, at 12.00."""
+    store = StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
+    return ProductFactory(store=store, price=1200, stock=1000)
+
+
+@pytest.fixture
+def buyer(sign_in):
+    return sign_in("buyer@example.com")
+
+
+@pytest.fixture
+def place(client, buyer):
+    """Place an order for `quantity` of `product`, as the buyer, over HTTP."""
+
+    def place(product, quantity: int = 1) -> dict:
+        body = {"items": [{"product_id": product.id, "quantity": quantity}]}
+        response = client.post("/api/v1/orders", headers=buyer.headers, json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    return place
+
+
+@pytest.fixture
+def paid(client, buyer, place, session):
+    """An order placed now and paid at `at`, through a signed Stripe webhook sent at that time."""
+
+    def paid(product, at: datetime, quantity: int = 1) -> dict:
+        order = place(product, quantity)
+        payment = PaymentFactory(
+            order_id=order["id"], user_id=order["buyer_id"], amount=order["total"], currency=order["currency"]
+        )
+        intent = {"id": payment.provider_payment_id, "amount": order["total"], "currency": order["currency"],
+                  "status": "succeeded"}  # fmt: skip
+        event = {"id": f"evt_{payment.id}", "type": "payment_intent.succeeded", "data": {"object": intent}}
+        with time_machine.travel(at, tick=False):
+            payload, signature = sign_stripe_event(event)
+            response = client.post("/api/v1/webhooks/stripe", data=payload, headers={"Stripe-Signature": signature})
+        assert response.get_json()["outcome"] == "applied"
+        return {**client.get(f"/api/v1/orders/{order['id']}", headers=buyer.headers).get_json(), "payment": payment}
+
+    return paid
+
+
+def create_report(client, who, store_id: int, **body):
+    return client.post(f"/api/v1/stores/{store_id}/reports", headers=who.headers, json={"type": "sales", **body})
+
+
+def download(client, who, report: dict):
+    return client.get(report["download_url"], headers=who.headers)
+
+
+def march(day: int, hour: int = 12) -> datetime:
+    return datetime(2026, 3, day, hour, tzinfo=UTC)
+
+
+def test_a_csv_report_holds_exactly_the_orders_paid_in_the_range(client, owner, teapots, place, paid):
+    first_moment = paid(teapots, datetime(2026, 3, 1, 0, 0, tzinfo=UTC), quantity=2)
+    last_moment = paid(teapots, datetime(2026, 3, 31, 23, 59, 59, tzinfo=UTC))
+    mid_month = paid(teapots, march(15), quantity=3)
+    paid(teapots, datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC))  # the day before
+    paid(teapots, datetime(2026, 4, 1, 0, 0, tzinfo=UTC))  # the day after
+    place(teapots)  # never paid
+    paid(ProductFactory(price=500), march(15))  # another store's
+
+    response = create_report(client, owner, teapots.store_id, format="csv", **MARCH)
+
+    assert response.status_code == 201, response.get_json()
+    report = response.get_json()
+    assert (report["store_id"], report["format"], report["status"], report["row_count"]) == (
+        teapots.store_id, "csv", "ready", 3,
+    )  # fmt: skip
+    assert report["parameters"] == MARCH
+    rows = list(csv.reader(io.StringIO(download(client, owner, report).get_data(as_text=True))))
+    assert rows[0] == COLUMNS
+    expected = [(first_moment, 2), (mid_month, 3), (last_moment, 1)]  # by time of payment
+    assert [dict(zip(COLUMNS, row, strict=True)) for row in rows[1:]] == [
+        {
+            "order_id": str(order["id"]),
+            "created_at": order["created_at"],
+            "paid_at": order["paid_at"],
+            "status": "paid",
+            "item_count": str(quantity),
+            "subtotal": str(1200 * quantity),
+            "total": str(order["total"]),
+            "currency": "usd",
+        }
+        for order, quantity in expected
+    ]
+
+
+def test_a_json_report_has_the_same_rows_typed(client, owner, teapots, paid):
+    order = paid(teapots, march(2), quantity=2)
+
+    report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
+    response = download(client, owner, report)
+
+    assert response.content_type == "application/json"
+    assert response.get_json() == [
+        {
+            "order_id": order["id"],
+            "created_at": order["created_at"],
+            "paid_at": order["paid_at"],
+            "status": "paid",
+            "item_count": 2,
+            "subtotal": 2400,
+            "total": order["total"],
+            "currency": "usd",
+        }
+    ]
+
+
+@pytest.mark.parametrize("format", ["csv", "json"])
+def test_a_report_of_nothing_is_a_header_or_an_empty_list(client, owner, teapots, format):
+    report = create_report(client, owner, teapots.store_id, format=format, **MARCH).get_json()
+
+    assert report["row_count"] == 0
+    assert (
+        download(client, owner, report).get_data(as_text=True).strip()
+        == {"csv": ",".join(COLUMNS), "json": "[]"}[format]
+    )
+
+
+def test_orders_paid_in_the_range_stay_in_as_they_move_on(client, owner, teapots, paid):
+    fulfilled, refunded = paid(teapots, march(10)), paid(teapots, march(11))
+    moved = client.post(f"/api/v1/orders/{fulfilled['id']}/status", headers=owner.headers, json={"status": "fulfilled"})
+    assert moved.status_code == 200
+    charge = {"id": "ch_1", "object": "charge", "payment_intent": refunded["payment"].provider_payment_id,
+              "amount": 1200, "amount_refunded": 1200, "currency": "usd", "refunded": True}  # fmt: skip
+    payload, signature = sign_stripe_event({"id": "evt_refund", "type": "charge.refunded", "data": {"object": charge}})
+    assert (
+        client.post("/api/v1/webhooks/stripe", data=payload, headers={"Stripe-Signature": signature}).status_code == 200
+    )
+
+    report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
+
+    statuses = {row["order_id"]: row["status"] for row in download(client, owner, report).get_json()}
+    assert statuses == {fulfilled["id"]: "fulfilled", refunded["id"]: "refunded"}
+
+
+def test_the_download_is_an_attachment_streamed_in_chunks(client, owner, teapots, paid):
+    paid(teapots, march(5))
+    report = create_report(client, owner, teapots.store_id, format="csv", **MARCH).get_json()
+
+    response = download(client, owner, report)
+
+    assert response.status_code == 200
+    assert response.content_type == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"] == (
+        f'attachment; filename="sales-store-{teapots.store_id}-2026-03-01_2026-03-31.csv"'
+    )
+    assert response.is_streamed and "Content-Length" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"date_from": "2026-03-02", "date_to": "2026-03-01"}, "date_to"),
+        ({"date_from": "2025-01-01", "date_to": "2026-01-01"}, "date_to"),  # a year and a day
+        ({"date_from": "2026-03-01"}, "date_to"),
+        ({"date_from": "March", "date_to": "2026-03-01"}, "date_from"),
+        ({**MARCH, "format": "xlsx"}, "format"),
+        ({**MARCH, "type": "refunds"}, "type"),
+    ],
+)
+def test_a_bad_range_or_format_is_a_422_naming_the_field(client, owner, teapots, body, field):
+    response = create_report(client, owner, teapots.store_id, **body)
+
+    assert response.status_code == 422
+    assert field in response.get_json()["errors"]["json"]
+
+
+@pytest.mark.parametrize(
+    ("date_from", "date_to"), [("2025-01-01", "2025-12-31"), ("2028-01-01", "2028-12-31"), ("2028-02-29", "2029-02-28")]
+)
+def test_a_whole_year_fits_in_one_report(client, owner, teapots, date_from, date_to):
+    response = create_report(client, owner, teapots.store_id, date_from=date_from, date_to=date_to)
+
+    assert response.status_code == 201
+    assert response.get_json()["format"] == "csv"  # the default
+
+
+def test_only_the_owner_or_an_admin_reports_on_a_store(client, owner, admin, stranger, teapots, paid):
+    paid(teapots, march(5))
+
+    assert create_report(client, stranger, teapots.store_id, **MARCH).status_code == 403
+    assert create_report(client, owner, 999999, **MARCH).status_code == 404
+    assert client.post(f"/api/v1/stores/{teapots.store_id}/reports", json=MARCH).status_code == 401
+    by_admin = create_report(client, admin, teapots.store_id, **MARCH).get_json()
+    assert (by_admin["user_id"], by_admin["row_count"]) == (admin.user["id"], 1)
+
+
+def test_others_reports_are_404_but_admins_read_them_all(client, owner, admin, stranger, teapots):
+    report = create_report(client, owner, teapots.store_id, **MARCH).get_json()
+
+    for path in (f"/api/v1/reports/{report['id']}", report["download_url"]):
+        assert client.get(path, headers=stranger.headers).status_code == 404
+        assert client.get(path, headers=owner.headers).status_code == 200
+        assert client.get(path, headers=admin.headers).status_code == 200
+    assert client.get("/api/v1/reports/999999", headers=owner.headers).status_code == 404
+    assert client.get(f"/api/v1/reports/{report['id']}", headers=owner.headers).get_json() == report
+
+
+def test_my_report_history_is_mine_newest_first_and_paginated(client, owner, admin, teapots):
+    months = [{"date_from": f"2026-0{m}-01", "date_to": f"2026-0{m}-28"} for m in (1, 2, 3)]
+    made = [create_report(client, owner, teapots.store_id, **month).get_json() for month in months]
+    create_report(client, admin, teapots.store_id, **MARCH)
+
+    first = client.get("/api/v1/profile/me/reports", headers=owner.headers, query_string={"limit": 2}).get_json()
+    rest = client.get(
+        "/api/v1/profile/me/reports", headers=owner.headers, query_string={"limit": 2, "cursor": first["next_cursor"]}
+    ).get_json()
+
+    assert first["items"] + rest["items"] == made[::-1]
+    assert rest["next_cursor"] is None
+    assert client.get("/api/v1/profile/me/reports").status_code == 401
