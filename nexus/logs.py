@@ -34,3 +34,5 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(level)
+    # stripe-python logs whole API responses at DEBUG, client secrets included: never below INFO.
+    logging.getLogger("stripe").setLevel(max(logging.getLevelName(level), logging.INFO))
