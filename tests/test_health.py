@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from nexus import create_app, database
 from nexus.config import VERSION
@@ -38,6 +39,48 @@ def silent_server() -> Iterator[int]:
     thread.join()
     for connection in [*held, listener]:
         connection.close()
+
+
+class Outage:
+    """A TCP door to the real Postgres that the test can shut and open again, as an outage
+    would: shut, it refuses new connections and cuts the open ones."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = closed_port()
+        self.listener: socket.socket | None = None
+        self.open_sockets: list[socket.socket] = []
+
+    def open(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=True)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def shut(self) -> None:
+        self.listener.close()
+        for held in self.open_sockets:
+            held.close()
+        self.open_sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client = listener.accept()[0]
+            except OSError:  # shut
+                return
+            server = socket.create_connection(self.upstream)
+            self.open_sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            end.close()
 
 
 def closed_port() -> int:
@@ -88,6 +131,29 @@ def test_other_endpoints_answer_a_json_503_when_the_database_is_down():
 
     assert response.status_code == 503
     assert response.get_json()["message"] == "The database is unavailable; try again shortly."
+
+
+@pytest.mark.postgres
+def test_when_the_database_comes_back_the_app_recovers_without_a_restart(database_url):
+    url = make_url(database_url)
+    outage = Outage((url.host, url.port or 5432))
+    outage.open()
+    app = create_app(app_environ(url.set(host="127.0.0.1", port=outage.port).render_as_string(hide_password=False)))
+    client = app.test_client()
+    assert client.get("/api/v1/health").status_code == 200
+    assert client.get("/api/v1/products").status_code == 200
+
+    outage.shut()
+
+    assert client.get("/api/v1/health").status_code == 503
+    down = client.get("/api/v1/products")
+    assert (down.status_code, down.get_json()["message"]) == (503, "The database is unavailable; try again shortly.")
+
+    outage.open()
+
+    assert client.get("/api/v1/health").status_code == 200
+    assert client.get("/api/v1/products").status_code == 200
+    outage.shut()
 
 
 @pytest.fixture
