@@ -82,6 +82,8 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or None,
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "").strip() or "memory://",
+        # Prepended to every rate-limit key: deployments (or test runs) sharing one Redis keep apart.
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "").strip(),
         "OTP_TTL_SECONDS": _int(env, "OTP_TTL_SECONDS", 600),
         "OTP_MAX_ATTEMPTS": _int(env, "OTP_MAX_ATTEMPTS", 5),
         "OTP_RATE_LIMIT_PER_EMAIL": env.get("OTP_RATE_LIMIT_PER_EMAIL", "").strip() or "5 per hour",
