@@ -8,7 +8,7 @@ PORT ?= 5000
 BENCH_HARNESS ?= ../shared/bench
 BENCH_PRODUCTS ?= 1000000
 
-.PHONY: run test lint format migrate bench clean
+.PHONY: run test lint format migrate bench clean client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ bench: $(VENV)/.runtime
 	  && $(BIN)/python bench/report.py --harness $(BENCH_HARNESS); \
 	  status=$$?; $(BENCH_HARNESS)/pg.sh stop; exit $$status
 
+## client: write openapi.json from the code, then the TypeScript client's types from it, and type-check
+client: $(VENV)/.runtime clients/typescript/node_modules/.package-lock.json
+	$(FLASK) openapi write openapi.json
+	cd clients/typescript && npm run --silent generate && npm run --silent check
+
+clients/typescript/node_modules/.package-lock.json: clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+
 ## lint: ruff lint and format check
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
@@ -54,4 +62,4 @@ migrate: $(VENV)/.runtime
 	$(FLASK) db migrate -m "$(MESSAGE)"
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache clients/typescript/node_modules
