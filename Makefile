@@ -31,13 +31,14 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
-## bench: the shared harness (catalog: project vs raw SQL vs DRF), filter latencies, orders, webhooks, reports
+## bench: the shared harness (catalog: project vs raw SQL vs DRF), filter latencies, orders, webhooks, reports, mixed load
 bench: $(VENV)/.runtime
 	$(BENCH_HARNESS)/run.sh --project . --products $(BENCH_PRODUCTS) --keep-pg
 	$(BIN)/python bench/catalog_filters.py --harness $(BENCH_HARNESS) \
 	  && $(BIN)/python bench/orders.py --harness $(BENCH_HARNESS) \
 	  && $(BIN)/python bench/webhooks.py --harness $(BENCH_HARNESS) \
-	  && $(BIN)/python bench/report.py --harness $(BENCH_HARNESS); \
+	  && $(BIN)/python bench/report.py --harness $(BENCH_HARNESS) \
+	  && $(BIN)/python bench/mixed.py --harness $(BENCH_HARNESS); \
 	  status=$$?; $(BENCH_HARNESS)/pg.sh stop; exit $$status
 
 ## client: write openapi.json from the code, then the TypeScript client's types from it, and type-check
