@@ -13,11 +13,12 @@ from nexus.auth.tokens import init_jwt
 from nexus.cli import register_commands
 from nexus.config import VERSION, check_production, load_settings
 from nexus.database import configure_engines
-from nexus.errors import register_error_handlers
+from nexus.errors import ErrorSchema, register_error_handlers
 from nexus.extensions import api, cors, db, jwt, limiter, mail, migrate
 from nexus.health.routes import blp as health_blp
+from nexus.ids import IdConverter
 from nexus.logs import configure_logging
-from nexus.openapi import init_openapi
+from nexus.openapi import BodyErrors, init_openapi
 from nexus.orders.routes import blp as orders_blp
 from nexus.payments.routes import blp as payments_blp
 from nexus.profile.routes import blp as profile_blp
@@ -59,6 +60,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config.update(settings)
     app.url_map.strict_slashes = False
+    app.url_map.converters["id"] = IdConverter
     if settings["ENVIRONMENT"] == "production":
         # Render's proxy is the one hop in front of us: trust its client IP and scheme.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
@@ -72,7 +74,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     mail.init_app(app)
     cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}}, **CORS_HEADERS)
     limiter.init_app(app)
-    api.init_app(app)
+    api.ERROR_SCHEMA = ErrorSchema
+    api.init_app(app, spec_kwargs={"extra_plugins": [BodyErrors()]})
     init_openapi(app, api)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)

@@ -10,6 +10,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
+from marshmallow import Schema, fields
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -56,6 +57,15 @@ class Conflict(DomainError):
 
 class ServiceUnavailable(DomainError):
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class ErrorSchema(Schema):
+    """The one error shape as the OpenAPI document shows it: code, status and message always."""
+
+    code = fields.Integer(required=True, metadata={"description": "The HTTP status code.", "example": 404})
+    status = fields.String(required=True, metadata={"description": "Its reason phrase.", "example": "Not Found"})
+    message = fields.String(required=True, metadata={"description": "What went wrong, for a person."})
+    errors = fields.Dict(metadata={"description": "Per location and field, what is wrong with the input."})
 
 
 def error_body(status: int, message: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,15 +1,22 @@
 """The OpenAPI document and its readers: `/api/openapi.json` (flask-smorest), `/api/schema`
 (YAML) and `/api/docs` (Swagger UI served from the app itself, so it works offline and under
-a strict Content-Security-Policy: no CDN, no inline script).
+a strict Content-Security-Policy: no CDN, no inline script). Also the `Blueprint` every route
+module declares its views on, so that what it documents and what it takes stay the same.
 """
 
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import Any, ClassVar
 
+import flask_smorest
+from apispec import BasePlugin
 from flask import Blueprint as FlaskBlueprint
-from flask import Flask, Response
-from flask_smorest import Api, Blueprint
+from flask import Flask, Request, Response
+from flask_smorest import Api
+from marshmallow import RAISE, Schema, ValidationError
 from swagger_ui_bundle import swagger_ui_path
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import MultiDict
 
 DOCS_HTML = """<!doctype html>
 <html lang="en">
@@ -34,10 +41,60 @@ DOCS_INIT_JS = """window.ui = SwaggerUIBundle({
 """
 
 
+NUL_REFUSED = "NUL characters are not allowed."
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+class ArgumentsParser(FlaskParser):
+    """webargs' parser, refusing unknown query parameters (422) as unknown body fields are: a
+    misspelt filter must not quietly answer the unfiltered list."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION: ClassVar = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": RAISE}
+
+    def pre_load(self, location_data: Any, *, schema: Schema, req: Request, location: str) -> Any:
+        """Refuse NUL characters anywhere in the input (422): Postgres cannot store them in text,
+        and no honest input holds one."""
+        data = getattr(location_data, "data", location_data)  # webargs wraps a query string's MultiDict
+        if isinstance(data, MultiDict):
+            data = data.to_dict(flat=False)
+        given = data.items() if isinstance(data, dict) else ()
+        refused = sorted(name for name, value in given if _holds_nul(name) or _holds_nul(value))
+        if refused:
+            raise ValidationError({name: [NUL_REFUSED] for name in refused})
+        return location_data
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """The Blueprint every route module uses: flask-smorest's, with our arguments parser."""
+
+    ARGUMENTS_PARSER = ArgumentsParser()
+
+
 def documents_errors(*statuses: int) -> Callable:
     """Document error answers of a view (422 comes with @blp.arguments), in the one error shape."""
     responses = {str(status): HTTPStatus(status).name for status in statuses}
     return Blueprint.doc(responses=responses)
+
+
+class BodyErrors(BasePlugin):
+    """Every operation that reads a body documents 400 (not JSON) and 413 (over 1 MiB): both are
+    answered before any schema sees the body, so no `@blp.arguments` documents them."""
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs) -> None:
+        for operation in (operations or {}).values():
+            if "requestBody" in operation:
+                responses = operation.setdefault("responses", {})
+                for status in (HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE):
+                    responses.setdefault(str(status.value), status.name)
 
 
 def _docs_blueprint(api: Api) -> FlaskBlueprint:

@@ -2,7 +2,6 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user
-from flask_smorest import Blueprint
 
 from nexus.admin import service
 from nexus.admin.schemas import (
@@ -17,7 +16,7 @@ from nexus.admin.schemas import (
     UserListArgsSchema,
     UserUpdateSchema,
 )
-from nexus.openapi import documents_errors
+from nexus.openapi import Blueprint, documents_errors
 from nexus.orders import service as orders
 from nexus.orders.schemas import OrderPageSchema
 from nexus.pagination import PageArgsSchema
@@ -38,7 +37,7 @@ class Users(MethodView):
         return service.list_users(**args)
 
 
-@blp.route("/users/<int:user_id>")
+@blp.route("/users/<id:user_id>")
 class UserById(MethodView):
     @admin_required()
     @blp.response(200, UserSchema)
@@ -48,7 +47,7 @@ class UserById(MethodView):
         return service.get_user(user_id)
 
     @admin_required()
-    @blp.arguments(UserUpdateSchema())
+    @blp.arguments(UserUpdateSchema(), required=False)
     @blp.response(200, UserSchema)
     @documents_errors(404)
     def patch(self, changes, user_id):
@@ -66,7 +65,7 @@ class Payments(MethodView):
         return service.list_payments(**args)
 
 
-@blp.route("/payments/<int:payment_id>")
+@blp.route("/payments/<id:payment_id>")
 class PaymentById(MethodView):
     @admin_required()
     @blp.response(200, PaymentDetailSchema)
@@ -76,7 +75,7 @@ class PaymentById(MethodView):
         return service.get_payment(payment_id)
 
 
-@blp.route("/payments/<int:payment_id>/refund")
+@blp.route("/payments/<id:payment_id>/refund")
 class Refund(MethodView):
     @admin_required()
     @blp.arguments(RefundSchema(), required=False)
@@ -107,7 +106,7 @@ class PaymentEvents(MethodView):
         return service.list_payment_events(**args)
 
 
-@blp.route("/payment-events/<int:event_id>/replay")
+@blp.route("/payment-events/<id:event_id>/replay")
 class ReplayEvent(MethodView):
     @admin_required()
     @blp.response(200, PaymentEventSchema)

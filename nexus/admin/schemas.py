@@ -2,12 +2,13 @@
 
 from marshmallow import Schema, fields, validate
 
+from nexus.ids import Id
 from nexus.orders.models import OrderStatus
 from nexus.pagination import PageArgsSchema, page_of
 from nexus.payments.models import EventOutcome, PaymentStatus
 from nexus.payments.schemas import PaymentEventSchema, PaymentSchema
 from nexus.users.models import Role
-from nexus.users.schemas import TrimmedString
+from nexus.users.schemas import JsonBoolean, TrimmedString
 
 ROLES = validate.OneOf([role.value for role in Role])
 
@@ -20,13 +21,13 @@ class UserListArgsSchema(PageArgsSchema):
 
 class UserUpdateSchema(Schema):
     role = fields.String(validate=ROLES)
-    is_active = fields.Boolean(metadata={"description": "false locks the user out at once."})
+    is_active = JsonBoolean(metadata={"description": "false locks the user out at once."})
 
 
 class PaymentListArgsSchema(PageArgsSchema):
     status = fields.String(validate=validate.OneOf([status.value for status in PaymentStatus]))
-    user_id = fields.Integer(validate=validate.Range(min=1))
-    order_id = fields.Integer(validate=validate.Range(min=1))
+    user_id = Id()
+    order_id = Id()
 
 
 class PaymentDetailSchema(PaymentSchema):
@@ -40,7 +41,7 @@ class PaymentEventListArgsSchema(PageArgsSchema):
 
 class OrderListArgsSchema(PageArgsSchema):
     status = fields.String(validate=validate.OneOf([status.value for status in OrderStatus]))
-    store_id = fields.Integer(validate=validate.Range(min=1))
+    store_id = Id()
 
 
 class StatsSchema(Schema):

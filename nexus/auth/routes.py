@@ -4,7 +4,6 @@ from flask import current_app, request
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user, get_jwt
 from flask_limiter.util import get_remote_address
-from flask_smorest import Blueprint
 
 from nexus.auth import service, tokens
 from nexus.auth.schemas import (
@@ -17,7 +16,7 @@ from nexus.auth.schemas import (
     TokensSchema,
 )
 from nexus.extensions import limiter
-from nexus.openapi import documents_errors
+from nexus.openapi import Blueprint, documents_errors
 from nexus.users.permissions import login_required
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Passwordless sign-in and JWTs.")

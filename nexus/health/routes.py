@@ -1,10 +1,10 @@
 """`/health` (liveness, no database) and `/api/v1/health` (readiness, checks the database)."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from nexus.health import service
 from nexus.health.schemas import LivenessSchema, ReadinessSchema
+from nexus.openapi import Blueprint
 
 blp = Blueprint("health", __name__, description="Liveness and readiness.")
 

@@ -2,9 +2,8 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user
-from flask_smorest import Blueprint
 
-from nexus.openapi import documents_errors
+from nexus.openapi import Blueprint, documents_errors
 from nexus.orders import service
 from nexus.orders.models import OrderStatus
 from nexus.orders.schemas import (
@@ -48,7 +47,7 @@ class Orders(MethodView):
         return service.list_orders(buyer_id=get_current_user().id, **args)
 
 
-@blp.route("/orders/<int:order_id>")
+@blp.route("/orders/<id:order_id>")
 class OrderById(MethodView):
     @login_required()
     @blp.response(200, OrderSchema)
@@ -58,7 +57,7 @@ class OrderById(MethodView):
         return service.get_order_for(get_current_user(), order_id)[0]
 
 
-@blp.route("/orders/<int:order_id>/cancel")
+@blp.route("/orders/<id:order_id>/cancel")
 class CancelOrder(MethodView):
     @login_required()
     @blp.response(200, OrderSchema)
@@ -69,7 +68,7 @@ class CancelOrder(MethodView):
         return service.move(order, OrderStatus.CANCELLED, roles)
 
 
-@blp.route("/orders/<int:order_id>/status")
+@blp.route("/orders/<id:order_id>/status")
 class OrderStatusChange(MethodView):
     @login_required()
     @blp.arguments(OrderStatusChangeSchema())
@@ -81,7 +80,7 @@ class OrderStatusChange(MethodView):
         return service.move(order, OrderStatus(change["status"]), roles)
 
 
-@blp.route("/stores/<int:store_id>/orders")
+@blp.route("/stores/<id:store_id>/orders")
 class StoreOrders(MethodView):
     @login_required()
     @blp.arguments(OrderListArgsSchema(), location="query")

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from nexus.ids import Id
 from nexus.orders.models import OrderStatus
 from nexus.pagination import PageArgsSchema, page_of
 from nexus.payments.models import PaymentStatus
@@ -12,7 +13,7 @@ STATUS_NAMES = [status.value for status in OrderStatus]
 
 
 class OrderLineSchema(Schema):
-    product_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    product_id = Id(required=True, strict=True)
     quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=1000))
 
 

@@ -3,9 +3,8 @@
 from flask import request
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user
-from flask_smorest import Blueprint
 
-from nexus.openapi import documents_errors
+from nexus.openapi import Blueprint, documents_errors
 from nexus.payments import service, webhooks
 from nexus.payments.schemas import PaymentStartSchema, WebhookAnswerSchema
 from nexus.users.permissions import login_required
@@ -24,7 +23,7 @@ STRIPE_EVENT = {
 }
 
 
-@blp.route("/orders/<int:order_id>/payment")
+@blp.route("/orders/<id:order_id>/payment")
 class OrderPayment(MethodView):
     @login_required(verified=True)
     @blp.response(201, PaymentStartSchema)

@@ -2,8 +2,8 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user
-from flask_smorest import Blueprint
 
+from nexus.openapi import Blueprint
 from nexus.profile.schemas import ProfileUpdateSchema
 from nexus.users import service
 from nexus.users.permissions import login_required
@@ -21,7 +21,7 @@ class Me(MethodView):
         return get_current_user()
 
     @login_required()
-    @blp.arguments(ProfileUpdateSchema())
+    @blp.arguments(ProfileUpdateSchema(), required=False)
     @blp.response(200, UserSchema)
     def patch(self, changes):
         """Change your name or phone number."""

@@ -3,9 +3,8 @@
 from flask import Response
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user
-from flask_smorest import Blueprint
 
-from nexus.openapi import documents_errors
+from nexus.openapi import Blueprint, documents_errors
 from nexus.pagination import PageArgsSchema
 from nexus.reports import service
 from nexus.reports.schemas import ReportCreateSchema, ReportPageSchema, ReportSchema
@@ -26,7 +25,7 @@ FILE = {
 }
 
 
-@blp.route("/stores/<int:store_id>/reports")
+@blp.route("/stores/<id:store_id>/reports")
 class StoreReports(MethodView):
     @login_required()
     @blp.arguments(ReportCreateSchema())
@@ -38,7 +37,7 @@ class StoreReports(MethodView):
         return service.create_sales_report(get_current_user(), store, **request)
 
 
-@blp.route("/reports/<int:report_id>")
+@blp.route("/reports/<id:report_id>")
 class ReportById(MethodView):
     @login_required()
     @blp.response(200, ReportSchema)
@@ -48,7 +47,7 @@ class ReportById(MethodView):
         return service.get_report_for(get_current_user(), report_id)
 
 
-@blp.route("/reports/<int:report_id>/download")
+@blp.route("/reports/<id:report_id>/download")
 class ReportDownload(MethodView):
     @login_required()
     @blp.doc(responses=FILE)

@@ -15,11 +15,18 @@ def a_year_after(day: date) -> date:
         return day.replace(year=day.year + 1, day=28) + timedelta(days=1)
 
 
+# Days from then on cannot be reported on: a report ends at the midnight after date_to, at most a
+# year after date_from, and the calendar (Python's, 9999-12-31) has to hold both.
+DAYS = validate.Range(max=date(9998, 12, 31))
+
+
 class ReportCreateSchema(Schema):
     type = fields.String(load_default="sales", validate=validate.OneOf(["sales"]))
-    date_from = fields.Date(required=True, metadata={"description": "First day, UTC, included."})
+    date_from = fields.Date(required=True, validate=DAYS, metadata={"description": "First day, UTC, included."})
     date_to = fields.Date(
-        required=True, metadata={"description": "Last day, UTC, included; at most a year after date_from."}
+        required=True,
+        validate=DAYS,
+        metadata={"description": "Last day, UTC, included; at most a year after date_from."},
     )
     format = fields.String(load_default="csv", validate=validate.OneOf(["csv", "json"]))
 

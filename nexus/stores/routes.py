@@ -2,9 +2,8 @@
 
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user
-from flask_smorest import Blueprint
 
-from nexus.openapi import documents_errors
+from nexus.openapi import Blueprint, documents_errors
 from nexus.stores import service
 from nexus.stores.schemas import (
     CatalogArgsSchema,
@@ -41,7 +40,7 @@ class Stores(MethodView):
         return service.create_store(get_current_user(), **fields)
 
 
-@stores.route("/<int:store_id>")
+@stores.route("/<id:store_id>")
 class StoreById(MethodView):
     @login_optional()
     @stores.response(200, StoreSchema)
@@ -51,7 +50,7 @@ class StoreById(MethodView):
         return service.get_store_for(get_current_user(), store_id)
 
     @login_required()
-    @stores.arguments(StoreUpdateSchema())
+    @stores.arguments(StoreUpdateSchema(), required=False)
     @stores.response(200, StoreSchema)
     @documents_errors(403, 404)
     def patch(self, changes, store_id):
@@ -60,7 +59,7 @@ class StoreById(MethodView):
         return service.update_store(store, changes)
 
 
-@stores.route("/<int:store_id>/products")
+@stores.route("/<id:store_id>/products")
 class StoreProducts(MethodView):
     @login_optional()
     @stores.arguments(StoreProductsArgsSchema(), location="query")
@@ -89,7 +88,7 @@ class Catalog(MethodView):
         return service.list_catalog(**args)
 
 
-@products.route("/<int:product_id>")
+@products.route("/<id:product_id>")
 class ProductById(MethodView):
     @login_optional()
     @products.response(200, ProductSchema)
@@ -99,7 +98,7 @@ class ProductById(MethodView):
         return service.get_product_for(get_current_user(), product_id)
 
     @login_required()
-    @products.arguments(ProductUpdateSchema())
+    @products.arguments(ProductUpdateSchema(), required=False)
     @products.response(200, ProductSchema)
     @documents_errors(403, 404, 409)
     def patch(self, changes, product_id):

@@ -2,20 +2,21 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from nexus.ids import Id
 from nexus.money import MAX_AMOUNT, Amount, Currency
 from nexus.pagination import PageArgsSchema, page_of
 from nexus.serialization import FlatSchema
-from nexus.users.schemas import TrimmedString
+from nexus.users.schemas import JsonBoolean, TrimmedString
 
 NAME = {"validate": validate.Length(min=1, max=120)}
 DESCRIPTION = {"validate": validate.Length(max=5000)}
 SKU = {
     "validate": validate.Regexp(
-        r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", error="Letters, digits, '.', '_' and '-', at most 64."
+        r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{0,63}\s*$", error="Letters, digits, '.', '_' and '-', at most 64."
     )
 }
 STOCK = {"strict": True, "validate": validate.Range(min=0, max=1_000_000_000)}
-SEARCH = [validate.Length(min=1, max=100), validate.Regexp(r"^\S+(\s+\S+){0,4}$", error="At most 5 words.")]
+SEARCH = [validate.Length(min=1, max=100), validate.Regexp(r"^\s*\S+(\s+\S+){0,4}\s*$", error="At most 5 words.")]
 
 
 class StoreSchema(FlatSchema):
@@ -39,7 +40,7 @@ class StoreCreateSchema(Schema):
 class StoreUpdateSchema(Schema):
     name = TrimmedString(**NAME)
     description = TrimmedString(**DESCRIPTION)
-    is_active = fields.Boolean()
+    is_active = JsonBoolean()
 
 
 class StoreListArgsSchema(PageArgsSchema):
@@ -66,7 +67,7 @@ class ProductCreateSchema(Schema):
     sku = TrimmedString(allow_none=True, **SKU)
     price = Amount(required=True, metadata={"description": "Minor units (1999 = 19.99), more than 0."})
     stock = fields.Integer(required=True, **STOCK)
-    is_active = fields.Boolean()
+    is_active = JsonBoolean()
 
 
 class ProductUpdateSchema(Schema):
@@ -75,7 +76,7 @@ class ProductUpdateSchema(Schema):
     sku = TrimmedString(allow_none=True, **SKU)
     price = Amount()
     stock = fields.Integer(**STOCK)
-    is_active = fields.Boolean()
+    is_active = JsonBoolean()
 
 
 class ProductListArgsSchema(PageArgsSchema):
@@ -94,7 +95,7 @@ class ProductListArgsSchema(PageArgsSchema):
 
 
 class CatalogArgsSchema(ProductListArgsSchema):
-    store_id = fields.Integer(validate=validate.Range(min=1), metadata={"description": "Only this store's products."})
+    store_id = Id(metadata={"description": "Only this store's products."})
 
 
 class StoreProductsArgsSchema(ProductListArgsSchema):
