@@ -79,3 +79,32 @@ def test_swagger_ui_is_served_from_the_app_itself(client):
         assert source.startswith("/api/docs/"), f"{source} is not served by the app"
         assert client.get(source).status_code == 200
     assert "<script>" not in page  # no inline script: the docs work under a strict CSP
+
+
+def request_fields(spec: dict, schema: dict, seen: frozenset = frozenset()):
+    """(name, schema) of every field a request can carry in `schema`, nested ones included."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name not in seen:
+            yield from request_fields(spec, spec["components"]["schemas"][name], seen | {name})
+        return
+    for name, field in schema.get("properties", {}).items():
+        yield name, field
+        yield from request_fields(spec, field, seen)
+    if "items" in schema:
+        yield from request_fields(spec, schema["items"], seen)
+
+
+def test_no_request_carries_a_url_for_the_server_to_fetch(spec):
+    """Server-side request forgery needs a URL the server will call: no input takes one (the
+    only outbound calls go to Stripe and the mail server, both set from the environment)."""
+    inputs = []
+    for _path, _method, operation in operations(spec):
+        inputs += [(p["name"], p.get("schema", {})) for p in operation.get("parameters", [])]
+        for content in operation.get("requestBody", {}).get("content", {}).values():
+            inputs += list(request_fields(spec, content["schema"]))
+
+    assert len(inputs) > 30
+    for name, field in inputs:
+        assert field.get("format") not in ("uri", "url", "uri-reference"), name
+        assert not re.search(r"(url|uri|href|callback|webhook|host)$", name, re.IGNORECASE), name
