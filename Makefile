@@ -34,11 +34,11 @@ test: $(VENV)/.dev
 ## bench: the shared harness (catalog: project vs raw SQL vs DRF), filter latencies, orders, webhooks, reports, mixed load
 bench: $(VENV)/.runtime
 	$(BENCH_HARNESS)/run.sh --project . --products $(BENCH_PRODUCTS) --keep-pg
-	$(BIN)/python bench/catalog_filters.py --harness $(BENCH_HARNESS) \
-	  && $(BIN)/python bench/orders.py --harness $(BENCH_HARNESS) \
-	  && $(BIN)/python bench/webhooks.py --harness $(BENCH_HARNESS) \
-	  && $(BIN)/python bench/report.py --harness $(BENCH_HARNESS) \
-	  && $(BIN)/python bench/mixed.py --harness $(BENCH_HARNESS); \
+	$(BIN)/python -m bench.catalog_filters --harness $(BENCH_HARNESS) \
+	  && $(BIN)/python -m bench.orders --harness $(BENCH_HARNESS) \
+	  && $(BIN)/python -m bench.webhooks --harness $(BENCH_HARNESS) \
+	  && $(BIN)/python -m bench.report --harness $(BENCH_HARNESS) \
+	  && $(BIN)/python -m bench.mixed --harness $(BENCH_HARNESS); \
 	  status=$$?; $(BENCH_HARNESS)/pg.sh stop; exit $$status
 
 ## client: write openapi.json from the code, then the TypeScript client's types from it, and type-check
@@ -47,7 +47,7 @@ client: $(VENV)/.runtime clients/typescript/node_modules/.package-lock.json
 	cd clients/typescript && npm run --silent generate && npm run --silent check
 
 clients/typescript/node_modules/.package-lock.json: clients/typescript/package-lock.json
-	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+	cd clients/typescript && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 
 ## lint: ruff lint and format check
 lint: $(VENV)/.dev

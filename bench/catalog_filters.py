@@ -1,23 +1,22 @@
 """Latency of the catalog's filters and sorts, on the database the shared harness seeded.
 
 Run by `make bench` after `../shared/bench/run.sh --project . --keep-pg`: serves the project
-with gunicorn (2 sync workers, as the harness does) on the harness's Postgres, loads each URL
-below with the harness's `load.sh` (wrk) for a few seconds at 1 and at 16 connections, and
-prints one table. Goal: text search (`q`) and `store_id` p50 under 20 ms.
+with gunicorn (2 sync workers, as the harness does) on the harness's Postgres (or
+--database-url), loads each URL below with the harness's `load.sh` (wrk) for a few seconds at 1
+and at 16 connections, and prints one table. Goal: text search (`q`) and `store_id` p50 under
+20 ms.
 
-usage: catalog_filters.py [--harness DIR] [--seconds S]
+usage: python -m bench.catalog_filters [--harness DIR] [--database-url URL] [--seconds S]
 """
 
-import argparse
 import json
 import re
 import subprocess
 import urllib.request
 from pathlib import Path
 
-from server import serve, stop
+from bench import harness
 
-PROJECT = Path(__file__).resolve().parent.parent
 PORT = 18004
 QUERIES = [
     ("first page (reference)", ""),
@@ -45,12 +44,10 @@ def load(harness: Path, url: str, seconds: int, connections: int) -> dict[str, s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--harness", type=Path, default=PROJECT.parent / "shared/bench")
+    parser = harness.parser(__doc__)
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
-    database_url = subprocess.run([str(args.harness / "pg.sh"), "url"], capture_output=True, text=True, check=True)
-    server = serve(PORT, database_url.stdout.strip())
+    server = harness.serve(PORT, harness.database_url(args))
     try:
         base = f"http://127.0.0.1:{PORT}/api/v1/products"
         stores = get(f"http://127.0.0.1:{PORT}/api/v1/stores?limit=100")["items"]
@@ -66,7 +63,7 @@ def main() -> None:
             cells = (one["p50_ms"], one["p99_ms"], many["rps"], many["p50_ms"], many["p99_ms"])
             print(f"{name:26s} {items:10d} " + " ".join(f"{float(cell):10.2f}" for cell in cells) + f" {errors:10d}")
     finally:
-        stop(server)
+        harness.stop(server)
 
 
 if __name__ == "__main__":

@@ -19,79 +19,54 @@ All the load comes from one address, so the server runs with sign-in rate limits
 workers' memory (RSS) is read after a 5 s warm-up and again at the end. Afterwards: stock
 invariant for the ordered products, and every webhook'd payment applied exactly once.
 
-usage: mixed.py [--harness DIR] [--database-url URL] [--seconds S]
+usage: python -m bench.mixed [--harness DIR] [--database-url URL] [--seconds S]
 """
 
-import argparse
-import hashlib
-import hmac
-import json
-import os
 import random
 import re
 import subprocess
-import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(PROJECT), str(PROJECT / "bench")]
+from sqlalchemy import func, insert, select, text
 
-import orders  # noqa: E402
-from server import serve, stop  # noqa: E402
-from sqlalchemy import func, insert, select, text  # noqa: E402
-
-from nexus import create_app  # noqa: E402
-from nexus.auth import service as auth  # noqa: E402
-from nexus.auth.models import OtpCode  # noqa: E402
-from nexus.database import utcnow  # noqa: E402
-from nexus.extensions import db  # noqa: E402
-from nexus.payments.models import Payment, PaymentEventAudit  # noqa: E402
-from nexus.stores.models import Product, Store  # noqa: E402
-from nexus.users.models import User  # noqa: E402
+from bench import harness, orders
+from nexus.auth import service as auth
+from nexus.auth.models import OtpCode
+from nexus.database import utcnow
+from nexus.extensions import db
+from nexus.payments.models import Payment, PaymentEventAudit
+from nexus.stores.models import Product, Store
+from nexus.users.models import User
 
 PORT = 18007
-SECRET = "whsec_nexus_bench"
 CONNECTIONS = {"catalog": 12, "product": 4, "otp_request": 2, "otp_verify": 4, "orders": 6, "webhooks": 4}
 SIGN_INS, CODE_REQUESTERS, PAYMENTS, STOCK = 20_000, 2_000, 12_000, 1_000_000
+WARM_UP = 5  # seconds of catalog, product and order traffic before memory is first read
 RAISED_LIMITS = {"OTP_RATE_LIMIT_PER_IP": "1000000 per hour", "OTP_RATE_LIMIT_PER_EMAIL": "1000 per hour"}
-
-
-def app_for(database_url: str):
-    return create_app({**os.environ, **RAISED_LIMITS, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"})
-
-
-def raw(method: str, path: str, body: dict | bytes | None = None, headers: dict | None = None) -> str:
-    """One HTTP/1.1 request as wrk sends it."""
-    payload = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{PORT}", *(f"{k}: {v}" for k, v in (headers or {}).items())]
-    if payload:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-    return "\r\n".join(lines) + "\r\n\r\n" + payload.decode()
 
 
 def browsing(database_url: str, rng: random.Random) -> tuple[list[str], list[str]]:
     """Catalog pages (first pages, words, a store, price sorts, a next page) and product reads."""
-    with app_for(database_url).app_context():
+    app = harness.app_for(database_url)
+    with app.app_context():
         on_sale = select(Product.id).join(Store).where(Product.is_active, Store.is_active)
         product_ids = db.session.scalars(on_sale.limit(5000)).all()
         store_ids = db.session.scalars(select(Store.id).where(Store.is_active).limit(200)).all()
-        client = create_app({**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}).test_client()
-        cursor = client.get("/api/v1/products?limit=20").get_json()["next_cursor"]
+        cursor = app.test_client().get("/api/v1/products?limit=20").get_json()["next_cursor"]
     words = ["tea", "pot", "cup", "green", "steel", "lamp", "wool", "oak"]
     pages = ["/api/v1/products", "/api/v1/products?limit=20", f"/api/v1/products?limit=20&cursor={cursor}"]
     pages += [f"/api/v1/products?q={rng.choice(words)}" for _ in range(40)]
     pages += [f"/api/v1/products?store_id={rng.choice(store_ids)}" for _ in range(40)]
     pages += [f"/api/v1/products?sort={sort}" for sort in ("newest", "price_asc", "price_desc")]
-    return [raw("GET", page) for page in pages], [raw("GET", f"/api/v1/products/{p}") for p in product_ids]
+    catalog = [harness.raw("GET", page, port=PORT) for page in pages]
+    return catalog, [harness.raw("GET", f"/api/v1/products/{p}", port=PORT) for p in product_ids]
 
 
 def sign_ins(database_url: str, run: str) -> tuple[list[str], list[str]]:
     """Code requests for known users, and one verify per code issued (as the email would carry it)."""
-    app = app_for(database_url)
-    with app.app_context():
+    with harness.app_for(database_url).app_context():
         emails = [f"bench-signin-{run}-{n}@example.com" for n in range(SIGN_INS + CODE_REQUESTERS)]
         db.session.execute(insert(User), [{"email": email, "is_verified": True} for email in emails])
         ids = dict(db.session.execute(select(User.email, User.id).where(User.email.in_(emails[:SIGN_INS]))).all())
@@ -106,8 +81,9 @@ def sign_ins(database_url: str, run: str) -> tuple[list[str], list[str]]:
             ],
         )
         db.session.commit()
-    requests = [raw("POST", "/api/v1/auth/otp/request", {"email": email}) for email in emails[SIGN_INS:]]
-    verifies = [raw("POST", "/api/v1/auth/otp/verify", {"email": e, "code": c}) for e, c in codes.items()]
+    requests = [harness.raw("POST", "/api/v1/auth/otp/request", {"email": e}, port=PORT) for e in emails[SIGN_INS:]]
+    verify = "/api/v1/auth/otp/verify"
+    verifies = [harness.raw("POST", verify, {"email": e, "code": c}, port=PORT) for e, c in codes.items()]
     return requests, verifies
 
 
@@ -128,7 +104,7 @@ def webhook_deliveries(database_url: str, run: str, rng: random.Random) -> tuple
     """Signed payment_intent.succeeded events for open payments of orders made for the run, a
     fifth of them twice, shuffled; and the tag of those orders."""
     note = f"bench-mixed-{run}"
-    with app_for(database_url).app_context():
+    with harness.app_for(database_url).app_context():
         store = db.session.execute(select(Store.id, Store.owner_id, Store.currency).limit(1)).one()
         buyer = db.session.scalar(select(User.id).where(User.id != store.owner_id).limit(1))
         params = {"buyer": buyer, "store": store.id, "currency": store.currency, "note": note, "count": PAYMENTS}
@@ -148,40 +124,20 @@ def webhook_deliveries(database_url: str, run: str, rng: random.Random) -> tuple
                        "data": {"object": intent}})  # fmt: skip
     deliveries = events + rng.sample(events, len(events) // 5)
     rng.shuffle(deliveries)
-    timestamp = int(time.time())  # the run starts at once: well within the 5 minutes' tolerance
-    signed = []
-    for event in deliveries:
-        payload = json.dumps(event).encode()
-        signature = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-        signed.append(
-            raw("POST", "/api/v1/webhooks/stripe", payload, {"Stripe-Signature": f"t={timestamp},v1={signature}"})
-        )
-    return signed, note
+    signed = [harness.signed(event) for event in deliveries]  # the run starts at once: well within 5 minutes
+    path = "/api/v1/webhooks/stripe"
+    return [harness.raw("POST", path, body, {"Stripe-Signature": sig}, port=PORT) for body, sig in signed], note
 
 
 def ordering(database_url: str, rng: random.Random) -> tuple[list[str], dict[int, list[int]], int]:
     """Orders of 1-3 hot products of one store by 16 buyers (as bench/orders.py places them)."""
     hot, tokens = orders.prepare(database_url, STOCK)
-    placed = []
-    for n in range(2_000):
-        products = rng.sample(hot[rng.choice(list(hot))], rng.randint(1, 3))
-        body = {"items": [{"product_id": p, "quantity": rng.randint(1, 3)} for p in products]}
-        placed.append(raw("POST", "/api/v1/orders", body, {"Authorization": f"Bearer {tokens[n % len(tokens)]}"}))
-    return placed, hot, orders.last_order_id(database_url)
+    return orders.order_requests(hot, tokens, rng, PORT), hot, orders.last_order_id(database_url)
 
 
 def wrk(name: str, requests: list[str], seconds: int) -> subprocess.Popen:
-    script = Path(tempfile.mkdtemp()) / f"{name}.lua"
-    script.write_text(orders.LUA % {"requests": ",\n".join(orders.lua_string(r) for r in requests)})
-    command = ["wrk", "-t1", f"-c{CONNECTIONS[name]}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script)]
-    return subprocess.Popen([*command, f"http://127.0.0.1:{PORT}"], stdout=subprocess.PIPE, text=True)
-
-
-def result(process: subprocess.Popen) -> dict:
-    output = process.communicate(timeout=120)[0]
-    fields = dict(re.findall(r"(\w+)=([^\s]+)", output.splitlines()[-1]))
-    fields["statuses"] = {int(s): int(c) for s, c in (p.split(":") for p in fields["statuses"].split(",") if p)}
-    return fields
+    """One wrk for the endpoint `name`, at its share of the connections."""
+    return harness.wrk(requests, PORT, CONNECTIONS[name], seconds)
 
 
 def worker_rss_mib(master: int) -> dict[int, float]:
@@ -196,7 +152,7 @@ def worker_rss_mib(master: int) -> dict[int, float]:
 
 def webhooks_applied_once(database_url: str, run: str, note: str) -> tuple[bool, dict[str, int]]:
     """(Each payment of the run applied at most once, and applied = succeeded = paid; the counts)."""
-    with app_for(database_url).app_context():
+    with harness.app_for(database_url).app_context():
         audits = PaymentEventAudit.__table__
         applied = dict(
             db.session.execute(
@@ -219,17 +175,11 @@ def webhooks_applied_once(database_url: str, run: str, note: str) -> tuple[bool,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--harness", type=Path, default=PROJECT.parent / "shared/bench")
-    parser.add_argument("--database-url")
-    parser.add_argument("--seconds", type=int, default=60)
+    parser = harness.parser(__doc__)
+    seconds_help = "how long the load lasts; the webhooks are signed before it starts and Stripe's tolerance is 5 min"
+    parser.add_argument("--seconds", type=int, default=60, help=seconds_help)
     args = parser.parse_args()
-    database_url = (
-        args.database_url
-        or subprocess.run(
-            [str(args.harness / "pg.sh"), "url"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    database_url = harness.database_url(args)
 
     run, rng = str(int(time.time())), random.Random(7)
     catalog, products = browsing(database_url, rng)
@@ -239,17 +189,16 @@ def main() -> None:
     load = {"catalog": catalog, "product": products, "otp_request": code_requests, "otp_verify": verifies,
             "orders": placed, "webhooks": deliveries}  # fmt: skip
 
-    os.environ.update({**RAISED_LIMITS, "STRIPE_WEBHOOK_SECRET": SECRET})
-    server = serve(PORT, database_url)
+    server = harness.serve(PORT, database_url, env={**RAISED_LIMITS, **harness.STRIPE})
     try:
-        for warm_up in [wrk(name, load[name], 5) for name in ("catalog", "product", "orders")]:
-            result(warm_up)
+        for warm_up in [wrk(name, load[name], WARM_UP) for name in ("catalog", "product", "orders")]:
+            harness.result(warm_up, WARM_UP)
         before = worker_rss_mib(server.pid)
         running = {name: wrk(name, requests, args.seconds) for name, requests in load.items()}
-        results = {name: result(process) for name, process in running.items()}
+        results = {name: harness.result(process, args.seconds) for name, process in running.items()}
         after = worker_rss_mib(server.pid)
     finally:
-        stop(server)
+        harness.stop(server)
 
     print(f"\n== mixed traffic: {sum(CONNECTIONS.values())} connections for {args.seconds} s, gunicorn 2 sync workers")
     print(f"{'endpoint':14}{'conns':>6}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  answers")

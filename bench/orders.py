@@ -7,74 +7,28 @@ buyers, serves the project with gunicorn (2 sync workers, as the harness does) a
 of one store. Prints orders/s, latency percentiles, the answers by status (5xx must be 0) and
 the stock invariant: for every hot product, remaining stock + quantities in orders = initial.
 
-usage: orders.py [--harness DIR] [--database-url URL] [--seconds S] [--stock N]
+usage: python -m bench.orders [--harness DIR] [--database-url URL] [--seconds S] [--stock N]
 """
 
-import argparse
-import json
-import os
 import random
-import re
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(PROJECT), str(PROJECT / "bench")]
+from flask_jwt_extended import create_access_token
+from sqlalchemy import func, select, update
 
-from flask_jwt_extended import create_access_token  # noqa: E402
-from server import serve, stop  # noqa: E402
-from sqlalchemy import func, select, update  # noqa: E402
-
-from nexus import create_app  # noqa: E402
-from nexus.extensions import db  # noqa: E402
-from nexus.orders.models import Order, OrderItem  # noqa: E402
-from nexus.stores.models import Product, Store  # noqa: E402
-from nexus.users.service import get_or_create_user  # noqa: E402
+from bench import harness
+from nexus.extensions import db
+from nexus.orders.models import Order, OrderItem
+from nexus.stores.models import Product, Store
+from nexus.users.service import get_or_create_user
 
 PORT = 18005
 BUYERS = 16
 REQUESTS = 2_000  # distinct request bodies wrk cycles through
 
-LUA = r"""
-local requests = {%(requests)s}
-local threads = {}
-setup = function(thread)
-  table.insert(threads, thread)
-end
-n, counts = 0, {}
-request = function()
-  n = n %% #requests + 1
-  return requests[n]
-end
-response = function(status)
-  counts[status] = (counts[status] or 0) + 1
-end
-done = function(summary, latency)
-  local totals, parts = {}, {}
-  for _, thread in ipairs(threads) do
-    for status, count in pairs(thread:get("counts")) do totals[status] = (totals[status] or 0) + count end
-  end
-  for status, count in pairs(totals) do parts[#parts + 1] = status .. ":" .. count end
-  io.write(string.format(
-    "RESULT seconds=%%.2f p50_ms=%%.2f p90_ms=%%.2f p99_ms=%%.2f max_ms=%%.2f errors=%%d statuses=%%s\n",
-    summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
-    latency:percentile(99) / 1000, latency.max / 1000,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    table.concat(parts, ",")))
-end
-"""
-
-
-def lua_string(text: str) -> str:
-    return json.dumps(text)  # a JSON string literal is a valid Lua string literal here (ASCII only)
-
 
 def prepare(database_url: str, stock: int) -> tuple[dict[int, list[int]], list[str]]:
     """Hot products by store, each given `stock`, and 16 buyers' tokens."""
-    app = create_app({**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"})
-    with app.app_context():
+    with harness.app_for(database_url).app_context():
         stores = db.session.scalars(select(Store.id).where(Store.is_active).order_by(Store.id).limit(10)).all()
         hot: dict[int, list[int]] = {}
         for store_id in stores:
@@ -92,8 +46,7 @@ def prepare(database_url: str, stock: int) -> tuple[dict[int, list[int]], list[s
 
 def invariant(database_url: str, hot: dict[int, list[int]], stock: int, since_order_id: int) -> tuple[bool, int]:
     """(stock + ordered quantities == initial for every hot product, orders placed)."""
-    app = create_app({**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"})
-    with app.app_context():
+    with harness.app_for(database_url).app_context():
         product_ids = [product_id for ids in hot.values() for product_id in ids]
         left = dict(db.session.execute(select(Product.id, Product.stock).where(Product.id.in_(product_ids))).all())
         ordered = dict(
@@ -109,67 +62,39 @@ def invariant(database_url: str, hot: dict[int, list[int]], stock: int, since_or
 
 
 def last_order_id(database_url: str) -> int:
-    app = create_app({**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"})
-    with app.app_context():
+    """The newest order's id: orders placed by the run are the ones after it."""
+    with harness.app_for(database_url).app_context():
         return db.session.scalar(select(func.coalesce(func.max(Order.id), 0)))
 
 
-def write_script(hot: dict[int, list[int]], tokens: list[str]) -> Path:
-    rng = random.Random(7)
+def order_requests(hot: dict[int, list[int]], tokens: list[str], rng: random.Random, port: int) -> list[str]:
+    """`REQUESTS` orders of 1 to 3 hot products of one store, each by one of the buyers in turn."""
     requests = []
     for n in range(REQUESTS):
         products = rng.sample(hot[rng.choice(list(hot))], rng.randint(1, 3))
-        body = json.dumps({"items": [{"product_id": p, "quantity": rng.randint(1, 3)} for p in products]})
-        headers = [
-            "POST /api/v1/orders HTTP/1.1",
-            f"Host: 127.0.0.1:{PORT}",
-            f"Authorization: Bearer {tokens[n % len(tokens)]}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-        ]
-        raw = "\r\n".join(headers) + "\r\n\r\n" + body
-        requests.append(lua_string(raw))
-    script = Path(tempfile.mkdtemp()) / "orders.lua"
-    script.write_text(LUA % {"requests": ",\n".join(requests)})
-    return script
+        body = {"items": [{"product_id": p, "quantity": rng.randint(1, 3)} for p in products]}
+        headers = {"Authorization": f"Bearer {tokens[n % len(tokens)]}"}
+        requests.append(harness.raw("POST", "/api/v1/orders", body, headers, port=port))
+    return requests
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--harness", type=Path, default=PROJECT.parent / "shared/bench")
-    parser.add_argument("--database-url")
+    parser = harness.parser(__doc__)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--stock", type=int, default=100_000, help="stock each hot product starts with")
     args = parser.parse_args()
-    database_url = (
-        args.database_url
-        or subprocess.run(
-            [str(args.harness / "pg.sh"), "url"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    database_url = harness.database_url(args)
 
     hot, tokens = prepare(database_url, args.stock)
     since = last_order_id(database_url)
-    script = write_script(hot, tokens)
-    server = serve(PORT, database_url)
+    requests = order_requests(hot, tokens, random.Random(7), PORT)
+    server = harness.serve(PORT, database_url)
     try:
-        wrk = [
-            "wrk",
-            "-t1",
-            f"-c{BUYERS}",
-            f"-d{args.seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{PORT}",
-        ]
-        output = subprocess.run(wrk, capture_output=True, text=True, check=True, timeout=args.seconds + 60).stdout
+        result = harness.result(harness.wrk(requests, PORT, BUYERS, args.seconds), args.seconds)
     finally:
-        stop(server)
+        harness.stop(server)
 
-    result = dict(re.findall(r"(\w+)=([^\s]+)", output.splitlines()[-1]))
-    statuses = {int(s): int(c) for s, c in (pair.split(":") for pair in result["statuses"].split(",") if pair)}
+    statuses = result["statuses"]
     holds, placed = invariant(database_url, hot, args.stock, since)
     seconds = float(result["seconds"])
     print(f"\n== orders: {BUYERS} buyers at once for {args.seconds} s over 100 hot products (stock {args.stock} each)")

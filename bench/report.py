@@ -1,10 +1,10 @@
 """A year's sales report of a store with 100,000 paid orders: time and peak memory, on Postgres.
 
 Run by `make bench` on the harness's Postgres (or --database-url). Makes a store with --orders
-orders paid through 2026 (1 or 2 lines each), plus unpaid and 2025 orders the report must
-leave out, then generates the report through `POST /api/v1/stores/{id}/reports` (in process,
-through the test client) as CSV and as JSON, and downloads it. Each measurement runs in its own
-process, so its peak memory is its own:
+orders paid through 2026 (1 or 2 lines each), plus a ninth as many paid in 2025 and a tenth as
+many never paid, which the report must leave out, then generates the report through
+`POST /api/v1/stores/{id}/reports` (in process, through the test client) as CSV and as JSON,
+and downloads it. Each measurement runs in its own process, so its peak memory is its own:
 
 - seconds: wall time of the request;
 - python peak: the most memory Python objects held at once during it (tracemalloc; a second,
@@ -15,7 +15,7 @@ process, so its peak memory is its own:
 For contrast, "all at once" fetches the same rows with `.all()` and writes the CSV in one
 string: what the report would cost without streaming.
 
-usage: report.py [--harness DIR] [--database-url URL] [--orders N]
+usage: python -m bench.report [--harness DIR] [--database-url URL] [--orders N]
 """
 
 import argparse
@@ -30,17 +30,14 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(PROJECT)]
+from flask_jwt_extended import create_access_token
+from sqlalchemy import text
 
-from flask_jwt_extended import create_access_token  # noqa: E402
-from sqlalchemy import text  # noqa: E402
-
-from nexus import create_app  # noqa: E402
-from nexus.extensions import db  # noqa: E402
-from nexus.reports import service  # noqa: E402
-from nexus.stores.models import Product, Store  # noqa: E402
-from nexus.users.service import get_or_create_user  # noqa: E402
+from bench import harness
+from nexus.extensions import db
+from nexus.reports import service
+from nexus.stores.models import Product, Store
+from nexus.users.service import get_or_create_user
 
 YEAR = {"date_from": "2026-01-01", "date_to": "2026-12-31"}
 ORDERS = text("""
@@ -66,16 +63,11 @@ ITEMS = text("""
 """)
 
 
-def app_for(database_url: str):
-    return create_app({**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"})
-
-
 def prepare(database_url: str, orders: int) -> tuple[int, str]:
-    """A new store with `orders` orders paid in 2026, a tenth as many paid in 2025 and a tenth
-    as many never paid: its id and its owner's token."""
+    """A new store with `orders` orders paid in 2026, a ninth as many paid in 2025 (every tenth
+    paid order: 11,111 for 100,000) and a tenth as many never paid: its id and its owner's token."""
     run = uuid.uuid4().hex[:8]
-    app = app_for(database_url)
-    with app.app_context():
+    with harness.app_for(database_url).app_context():
         owner = get_or_create_user(email=f"bench-report-owner-{run}@example.com")
         buyer = get_or_create_user(email=f"bench-report-buyer-{run}@example.com")
         owner.is_verified = True
@@ -108,7 +100,7 @@ def rss_kib() -> int:
 def measure(database_url: str, store_id: int, token: str, what: str, traced: bool) -> dict:
     """Run one measurement in this process: a report (`csv`, `json`), a download of the last one
     (`download`), or the all-at-once contrast (`naive`)."""
-    app = app_for(database_url)
+    app = harness.app_for(database_url)
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     client.get("/health")  # connections and imports warm before measuring
@@ -139,18 +131,18 @@ def measure(database_url: str, store_id: int, token: str, what: str, traced: boo
     return result
 
 
-def in_child(args: argparse.Namespace, store_id: int, token: str, what: str, traced: bool) -> dict:
-    command = [sys.executable, __file__, "--database-url", args.database_url, "--child", what, str(store_id), token]
-    output = subprocess.run([*command, *(["--traced"] if traced else [])], capture_output=True, text=True)
+def in_child(database_url: str, store_id: int, token: str, what: str, traced: bool) -> dict:
+    """`measure` in a new process of this module, so that its peak memory is its own."""
+    command = [sys.executable, "-m", __spec__.name, "--database-url", database_url, "--child", what, str(store_id)]
+    command += [token, *(["--traced"] if traced else [])]
+    output = subprocess.run(command, cwd=harness.PROJECT, capture_output=True, text=True)
     if output.returncode:
         sys.exit(output.stderr)
     return json.loads(output.stdout.splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--harness", type=Path, default=PROJECT.parent / "shared/bench")
-    parser.add_argument("--database-url")
+    parser = harness.parser(__doc__)
     parser.add_argument("--orders", type=int, default=100_000, help="orders paid in the report's year")
     parser.add_argument("--child", nargs=3, metavar=("WHAT", "STORE", "TOKEN"), help=argparse.SUPPRESS)
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
@@ -159,22 +151,17 @@ def main() -> None:
         what, store_id, token = args.child
         print(json.dumps(measure(args.database_url, int(store_id), token, what, args.traced)))
         return
-    args.database_url = (
-        args.database_url
-        or subprocess.run(
-            [str(args.harness / "pg.sh"), "url"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    database_url = harness.database_url(args)
 
     started = time.perf_counter()
-    store_id, token = prepare(args.database_url, args.orders)
+    store_id, token = prepare(database_url, args.orders)
     made = time.perf_counter() - started
     print(f"\n== report: a store with {args.orders} orders paid in 2026 (made in {made:.1f} s)")
     print(f"{'':14}{'seconds':>9}{'rows':>9}{'MB':>8}{'python peak MiB':>17}{'rss growth MiB':>16}")
     for what, label in (("csv", "report csv"), ("download", "download csv"), ("json", "report json"),
                         ("naive", "all at once")):  # fmt: skip
-        timed = in_child(args, store_id, token, what, traced=False)
-        traced = in_child(args, store_id, token, what, traced=True)
+        timed = in_child(database_url, store_id, token, what, traced=False)
+        traced = in_child(database_url, store_id, token, what, traced=True)
         rows = timed.get("rows", "")
         size = f"{timed['bytes'] / 1e6:.1f}" if "bytes" in timed else ""
         print(
