@@ -100,13 +100,12 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
 def _engine_options(postgres: bool) -> dict[str, Any]:
     if not postgres:
-        return {"pool_pre_ping": False}
+        return {}
     # A dead database fails a request in seconds instead of hanging it; idle connections are
     # pinged before use (nexus.database.ping_after_idle), not every one on every request.
     # Sessions run in UTC, so timestamps arrive as UTC (nexus.database.UTCDateTime).
     # Last in, first out: the connections in use stay warm and the spare ones age out idle.
     return {
-        "pool_pre_ping": False,
         "pool_use_lifo": True,
         "connect_args": {"connect_timeout": 3, "options": "-c timezone=UTC", "application_name": "nexus"},
     }

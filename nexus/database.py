@@ -1,4 +1,5 @@
-"""Column types and helpers shared by every model.
+"""The database as the models and services use it: column types (UTC timestamps), the LIKE
+helpers, `read()` for lists, and how pooled connections are kept alive.
 
 Timestamps are timezone-aware UTC in Python on every database: Postgres stores `timestamptz`,
 SQLite has no zone at all, and `UTCDateTime` hides the difference.
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, Executable, Row, event
+from sqlalchemy import ColumnElement, DateTime, Engine, Executable, Row, bindparam, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -58,8 +59,13 @@ class Timestamps:
 
 
 def contains(text: str) -> str:
-    """A LIKE pattern (escape character backslash) matching `text` anywhere, literally."""
+    """A LIKE pattern matching `text` anywhere, its wildcards taken literally: bind it to `matches`."""
     return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+
+
+def matches(column: Any, name: str) -> ColumnElement:
+    """`column` holds, in any case, the `contains()` pattern bound as `name`."""
+    return column.ilike(bindparam(name), escape="\\")
 
 
 def read(statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:

@@ -137,7 +137,8 @@ def paginate(
 
 
 @lru_cache(maxsize=64)
-def _rows_where(table: Table, columns: frozenset[str]) -> Select:
+def rows_where(table: Table, columns: frozenset[str]) -> Select:
+    """`table`'s rows whose `columns` equal the values bound under their names (built once)."""
     return select(*table.c).where(*(table.c[name] == bindparam(name) for name in sorted(columns)))
 
 
@@ -150,4 +151,4 @@ def page_of_rows(table: Table, *, limit: int, cursor: str | None = None, **filte
     """A page of `table`'s rows, newest first, where each given column equals its value (filters
     given as None are left out): the shape of most admin lists."""
     given = {name: value for name, value in filters.items() if value is not None}
-    return paginate(_rows_where(table, frozenset(given)), newest_first(table), limit=limit, cursor=cursor, params=given)
+    return paginate(rows_where(table, frozenset(given)), newest_first(table), limit=limit, cursor=cursor, params=given)

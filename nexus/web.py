@@ -1,4 +1,4 @@
-"""Per-request plumbing: the request id, security headers and one JSON access-log line."""
+"""Per-request plumbing: the request id, security headers, one JSON access-log line, no cookie sessions."""
 
 import logging
 import re

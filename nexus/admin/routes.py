@@ -5,8 +5,8 @@ from flask_jwt_extended import get_current_user
 
 from nexus.admin import service
 from nexus.admin.schemas import (
+    AllOrdersArgsSchema,
     AuditEntryPageSchema,
-    OrderListArgsSchema,
     PaymentDetailSchema,
     PaymentEventListArgsSchema,
     PaymentEventPageSchema,
@@ -14,6 +14,7 @@ from nexus.admin.schemas import (
     PaymentPageSchema,
     StatsSchema,
     UserListArgsSchema,
+    UserPageSchema,
     UserUpdateSchema,
 )
 from nexus.openapi import Blueprint, documents_errors
@@ -22,7 +23,7 @@ from nexus.orders.schemas import OrderPageSchema
 from nexus.pagination import PageArgsSchema
 from nexus.payments.schemas import PaymentEventSchema, PaymentSchema, RefundSchema
 from nexus.users.permissions import admin_required
-from nexus.users.schemas import UserPageSchema, UserSchema
+from nexus.users.schemas import UserSchema
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Admins only.")
 
@@ -89,7 +90,7 @@ class Refund(MethodView):
 @blp.route("/orders")
 class Orders(MethodView):
     @admin_required()
-    @blp.arguments(OrderListArgsSchema(), location="query")
+    @blp.arguments(AllOrdersArgsSchema(), location="query")
     @blp.response(200, OrderPageSchema)
     def get(self, args):
         """Every order, newest first, by status or store."""

@@ -2,13 +2,14 @@
 
 from marshmallow import Schema, fields, validate
 
+from nexus.fields import JsonBoolean, TrimmedString
 from nexus.ids import Id
-from nexus.orders.models import OrderStatus
+from nexus.orders.schemas import OrderListArgsSchema
 from nexus.pagination import PageArgsSchema, page_of
 from nexus.payments.models import EventOutcome, PaymentStatus
 from nexus.payments.schemas import PaymentEventSchema, PaymentSchema
 from nexus.users.models import Role
-from nexus.users.schemas import JsonBoolean, TrimmedString
+from nexus.users.schemas import UserSchema
 
 ROLES = validate.OneOf([role.value for role in Role])
 
@@ -39,8 +40,7 @@ class PaymentEventListArgsSchema(PageArgsSchema):
     outcome = fields.String(validate=validate.OneOf([outcome.value for outcome in EventOutcome]))
 
 
-class OrderListArgsSchema(PageArgsSchema):
-    status = fields.String(validate=validate.OneOf([status.value for status in OrderStatus]))
+class AllOrdersArgsSchema(OrderListArgsSchema):
     store_id = Id()
 
 
@@ -68,6 +68,7 @@ class AuditEntrySchema(Schema):
     created_at = fields.DateTime(required=True)
 
 
+UserPageSchema = page_of(UserSchema)
 PaymentPageSchema = page_of(PaymentSchema)
 PaymentEventPageSchema = page_of(PaymentEventSchema)
 AuditEntryPageSchema = page_of(AuditEntrySchema)

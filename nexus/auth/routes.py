@@ -31,13 +31,6 @@ def _email_in_body() -> str:
     return email.strip().lower() if isinstance(email, str) else get_remote_address()
 
 
-@limiter.request_filter
-def _not_rate_limited() -> bool:
-    """Only sign-in code requests are rate limited; every other request skips Flask-Limiter's
-    per-request bookkeeping (a few percent of a catalog page)."""
-    return request.blueprint != blp.name
-
-
 def _code_sending(view):
     """Register and otp/request share two budgets: one per email address and one per client IP."""
     per_email = limiter.shared_limit(

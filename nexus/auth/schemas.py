@@ -2,7 +2,8 @@
 
 from marshmallow import Schema, fields, validate
 
-from nexus.users.schemas import NormalisedEmail, ProfileFieldsSchema, UserSchema
+from nexus.fields import NormalisedEmail
+from nexus.users.schemas import ProfileFieldsSchema, UserSchema
 
 EMAIL = {"validate": validate.Length(max=254), "metadata": {"example": "ada@example.com"}}
 

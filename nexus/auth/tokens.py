@@ -38,17 +38,23 @@ def issue_tokens(user: User) -> dict[str, Any]:
     }
 
 
+def revoke_refresh_tokens(user: User) -> None:
+    """Kill every refresh token `user` holds, in the caller's transaction: tokens carry the
+    generation they were issued in, and it moves on."""
+    db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(refresh_token_generation=User.refresh_token_generation + 1)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
 def rotate_refresh_token(user: User, claims: dict[str, Any]) -> dict[str, Any]:
     """Spend a refresh token for a new pair; spending one twice revokes all the user's refresh tokens."""
     if claims.get("gen") != user.refresh_token_generation:
         raise Unauthorized("This refresh token has been revoked; sign in again.")
     if not _revoke(claims):
-        db.session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(refresh_token_generation=User.refresh_token_generation + 1)
-            .execution_options(synchronize_session=False)
-        )
+        revoke_refresh_tokens(user)
         db.session.commit()
         raise Unauthorized(REPLAYED)
     tokens = issue_tokens(user)

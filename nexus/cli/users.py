@@ -4,7 +4,7 @@ import click
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 
-from nexus.users.schemas import NormalisedEmail
+from nexus.fields import NormalisedEmail
 from nexus.users.service import create_admin
 
 users = AppGroup("users", help="Manage user accounts.")

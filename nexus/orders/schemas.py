@@ -2,12 +2,12 @@
 
 from marshmallow import Schema, fields, validate
 
+from nexus.fields import TrimmedString
 from nexus.ids import Id
 from nexus.orders.models import OrderStatus
 from nexus.pagination import PageArgsSchema, page_of
 from nexus.payments.models import PaymentStatus
 from nexus.serialization import FlatSchema
-from nexus.users.schemas import TrimmedString
 
 STATUS_NAMES = [status.value for status in OrderStatus]
 

@@ -22,8 +22,14 @@ class PaymentStatus(StrEnum):
 
 
 OPEN = (PaymentStatus.PENDING, PaymentStatus.PROCESSING)  # money may still move
-STATUSES = ", ".join(f"'{status}'" for status in PaymentStatus)
-OPEN_SQL = "status IN ('pending', 'processing')"
+
+
+def _sql_list(values) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+STATUSES = _sql_list(PaymentStatus)
+OPEN_SQL = f"status IN ({_sql_list(OPEN)})"
 
 
 class Payment(Timestamps, db.Model):
@@ -70,7 +76,7 @@ class PaymentEventAudit(db.Model):
 
     __tablename__ = "payment_event_audits"
     __table_args__ = (
-        CheckConstraint("outcome IN ('applied', 'duplicate', 'ignored', 'anomaly', 'error')", name="outcome"),
+        CheckConstraint(f"outcome IN ({_sql_list(EventOutcome)})", name="outcome"),
         Index("ix_payment_event_audits_type_id", "type", "id"),
         Index("ix_payment_event_audits_outcome_id", "outcome", "id"),
     )

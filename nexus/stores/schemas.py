@@ -2,11 +2,11 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from nexus.fields import JsonBoolean, TrimmedString
 from nexus.ids import Id
 from nexus.money import MAX_AMOUNT, Amount, Currency
 from nexus.pagination import PageArgsSchema, page_of
 from nexus.serialization import FlatSchema
-from nexus.users.schemas import JsonBoolean, TrimmedString
 
 NAME = {"validate": validate.Length(min=1, max=120)}
 DESCRIPTION = {"validate": validate.Length(max=5000)}

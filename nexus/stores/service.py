@@ -9,21 +9,21 @@ import unicodedata
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from nexus.database import contains
+from nexus.database import contains, matches
 from nexus.errors import Conflict, Forbidden, NotFound
 from nexus.extensions import db
 from nexus.money import DEFAULT_CURRENCY
-from nexus.pagination import Keyset, paginate
+from nexus.pagination import Keyset, newest_first, paginate
 from nexus.stores.models import PRODUCT_SEARCH_TEXT, Product, Store
 from nexus.users.models import User
 
 # Lists read plain rows from the tables, not ORM objects: the catalog is the hot path, and
 # hydrating objects only to copy their attributes out again costs a third of a request.
 products, stores = Product.__table__, Store.__table__
-STORES_NEWEST = Keyset("stores", (stores.c.id,))
+STORES_NEWEST = newest_first(stores)
 PRODUCT_SORTS = {
     "newest": Keyset("newest", (products.c.id,)),
     "price_asc": Keyset("price_asc", (products.c.price, products.c.id), descending=False),
@@ -36,14 +36,19 @@ def _manages(viewer: User | None, store: Store) -> bool:
     return viewer is not None and (viewer.is_admin or viewer.id == store.owner_id)
 
 
+def _check_access(viewer: User | None, store: Store, *, public: bool, manage: bool, missing: str) -> None:
+    """The one visibility rule: what is not `public` exists only for the store's managers (404
+    for everyone else); changing it (`manage`) is for them alone (403)."""
+    manages = _manages(viewer, store)
+    if not public and not manages:
+        raise NotFound(missing)
+    if manage and not manages:
+        raise Forbidden("Only the store's owner or an admin may do this.")
+
+
 def _words(q: str | None) -> dict[str, str]:
     """`q` as one LIKE pattern per word, bound as :q0, :q1, ...: every word must match."""
     return {f"q{n}": contains(word) for n, word in enumerate((q or "").split())}
-
-
-def _word_in(text: Any, name: str) -> ColumnElement:
-    """The word bound as `name` (q0, q1, ...) appears in `text`, in any case."""
-    return text.ilike(bindparam(name), escape="\\")
 
 
 # --- stores ---------------------------------------------------------------------------
@@ -52,16 +57,15 @@ def _word_in(text: Any, name: str) -> ColumnElement:
 def get_store_for(viewer: User | None, store_id: int, *, manage: bool = False) -> Store:
     """The store if `viewer` may see it (and change it, with `manage`); else 404 or 403."""
     store = db.session.get(Store, store_id)
-    if store is None or (not store.is_active and not _manages(viewer, store)):
+    if store is None:
         raise NotFound("No such store.")
-    if manage and not _manages(viewer, store):
-        raise Forbidden("Only the store's owner or an admin may do this.")
+    _check_access(viewer, store, public=store.is_active, manage=manage, missing="No such store.")
     return store
 
 
 @cache
 def _stores_query(*, words: int) -> Select:
-    return select(*stores.c).where(stores.c.is_active, *(_word_in(stores.c.name, f"q{n}") for n in range(words)))
+    return select(*stores.c).where(stores.c.is_active, *(matches(stores.c.name, f"q{n}") for n in range(words)))
 
 
 def list_stores(*, q: str | None = None, limit: int, cursor: str | None = None) -> dict:
@@ -71,11 +75,13 @@ def list_stores(*, q: str | None = None, limit: int, cursor: str | None = None) 
 
 
 def slugify(name: str) -> str:
+    """A URL-safe, readable slug: accents dropped, ASCII letters and digits kept, "store" if none."""
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-") or "store"
 
 
 def _free_slug(base: str) -> str:
+    """`base`, or `base-2`, `base-3`, ...: the first no store has."""
     taken = set(db.session.scalars(select(Store.slug).where(or_(Store.slug == base, Store.slug.like(f"{base}-%")))))
     if base not in taken:
         return base
@@ -98,6 +104,7 @@ def create_store(owner: User, *, name: str, description: str = "", currency: str
 
 
 def update_store(store: Store, changes: dict[str, Any]) -> Store:
+    """Change what the owner may change of a store (the schema says what)."""
     for field, value in changes.items():
         setattr(store, field, value)
     db.session.commit()
@@ -113,21 +120,19 @@ def get_product_for(viewer: User | None, product_id: int, *, manage: bool = Fals
     if found is None:
         raise NotFound("No such product.")
     product, store = found
-    if not (product.is_active and store.is_active) and not _manages(viewer, store):
-        raise NotFound("No such product.")
-    if manage and not _manages(viewer, store):
-        raise Forbidden("Only the store's owner or an admin may do this.")
+    public = product.is_active and store.is_active
+    _check_access(viewer, store, public=public, manage=manage, missing="No such product.")
     return product
 
 
 def _save_product(product: Product) -> Product:
+    """Commit the product; a sku its store already has is a 409 and changes nothing."""
+    db.session.add(product)
     try:
-        with db.session.begin_nested():
-            db.session.add(product)
+        db.session.commit()
     except IntegrityError:
         db.session.rollback()
         raise Conflict(SKU_TAKEN, errors={"json": {"sku": [SKU_TAKEN]}}) from None
-    db.session.commit()
     return product
 
 
@@ -137,6 +142,7 @@ def create_product(store: Store, **fields: Any) -> Product:
 
 
 def update_product(product: Product, changes: dict[str, Any]) -> Product:
+    """Change a product; a sku its store already has is a 409."""
     for field, value in changes.items():
         setattr(product, field, value)
     return _save_product(product)
@@ -180,7 +186,7 @@ def _products_query(*, catalog: bool, active_only: bool, filters: frozenset[str]
     if active_only:
         statement = statement.where(products.c.is_active)
     conditions = (
-        PRODUCT_FILTERS[name] if name in PRODUCT_FILTERS else _word_in(PRODUCT_SEARCH_TEXT, name)
+        PRODUCT_FILTERS[name] if name in PRODUCT_FILTERS else matches(PRODUCT_SEARCH_TEXT, name)
         for name in sorted(filters)
     )
     return statement.where(*conditions)

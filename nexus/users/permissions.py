@@ -24,7 +24,7 @@ def login_required(*, refresh: bool = False, verified: bool = False) -> Callable
 
     def decorator(view: Callable) -> Callable:
         if verified:
-            view = _verified_only(view)
+            view = _user_must("is_verified", "Verify your email address first: sign in with a code sent to it.")(view)
         checked = jwt_required(refresh=refresh)(view)
         statuses = (401, 403) if verified else (401,)
         return documents_errors(*statuses)(Blueprint.doc(security=[BEARER])(checked))
@@ -46,22 +46,22 @@ def admin_required() -> Callable:
     """A signed-in admin; anyone else signed in gets 403. The role is the one in the database."""
 
     def decorator(view: Callable) -> Callable:
-        @wraps(view)
-        def admins_only(*args, **kwargs):
-            if not get_current_user().is_admin:
-                raise Forbidden("Only admins may do this.")
-            return view(*args, **kwargs)
-
+        admins_only = _user_must("is_admin", "Only admins may do this.")(view)
         return documents_errors(403)(login_required()(admins_only))
 
     return decorator
 
 
-def _verified_only(view: Callable) -> Callable:
-    @wraps(view)
-    def verified_only(*args, **kwargs):
-        if not get_current_user().is_verified:
-            raise Forbidden("Verify your email address first: sign in with a code sent to it.")
-        return view(*args, **kwargs)
+def _user_must(flag: str, refusal: str) -> Callable:
+    """Wrap a view: the signed-in user's `flag`, as the database has it, must be true; else 403."""
 
-    return verified_only
+    def wrap(view: Callable) -> Callable:
+        @wraps(view)
+        def checked(*args, **kwargs):
+            if not getattr(get_current_user(), flag):
+                raise Forbidden(refusal)
+            return view(*args, **kwargs)
+
+        return checked
+
+    return wrap
