@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from nexus import create_app
 from nexus.database import utcnow
@@ -23,7 +23,7 @@ from nexus.payments.models import Payment, PaymentEventAudit
 from nexus.stores.models import Product
 from nexus.users.models import User
 from tests.conftest import STRIPE_WEBHOOK_SECRET, app_environ, free_port, sign_stripe_event
-from tests.factories import ProductFactory, StoreFactory
+from tests.factories import PaymentFactory, ProductFactory, StoreFactory
 
 GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000341"
 
@@ -46,6 +46,14 @@ def pay_at_stripe(localstripe: str, intent_id: str, card: str = GOOD_CARD) -> No
     method = stripe_post(localstripe, "/v1/payment_methods", type="card", **card_details)
     stripe_post(localstripe, f"/v1/payment_intents/{intent_id}", payment_method=method["id"])
     stripe_post(localstripe, f"/v1/payment_intents/{intent_id}/confirm")
+
+
+def intent_at_stripe(localstripe: str, intent_id: str) -> dict:
+    request = urllib.request.Request(
+        f"{localstripe}/v1/payment_intents/{intent_id}", headers={"Authorization": "Bearer sk_test_nexus"}
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
 
 
 def register_webhook(localstripe: str, url: str) -> None:
@@ -151,6 +159,47 @@ def test_a_declined_card_fails_the_payment_and_the_buyer_can_try_again(client, b
     retry = start_payment(client, buyer, order)
     assert retry.status_code == 201
     assert retry.get_json()["payment"]["id"] != first["id"]
+    # The declined intent is closed: a page still holding its secret cannot pay it now.
+    assert intent_at_stripe(localstripe, first["provider_payment_id"])["status"] == "canceled"
+
+
+def test_cancelling_an_order_cancels_its_payment_at_stripe(client, buyer, order, teapot, localstripe, session):
+    payment = start_payment(client, buyer, order).get_json()["payment"]
+
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+
+    assert (response.status_code, response.get_json()["status"]) == (200, "cancelled")
+    assert session.scalar(select(Payment.status).where(Payment.id == payment["id"])) == "canceled"
+    assert intent_at_stripe(localstripe, payment["provider_payment_id"])["status"] == "canceled"
+    with pytest.raises(urllib.error.HTTPError):  # the old client secret pays nothing
+        pay_at_stripe(localstripe, payment["provider_payment_id"])
+    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 4
+
+
+def test_an_order_whose_payment_is_processing_cannot_be_cancelled(client, buyer, order, session):
+    payment = start_payment(client, buyer, order).get_json()["payment"]
+    session.execute(update(Payment).where(Payment.id == payment["id"]).values(status="processing"))
+
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+
+    assert response.status_code == 409
+    assert "processing" in response.get_json()["message"]
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
+
+
+def test_a_payment_whose_start_was_cut_short_is_started_again_with_its_intent(client, buyer, order, session):
+    orphan = PaymentFactory(
+        order_id=order["id"], user_id=order["buyer_id"], amount=3000, currency="usd", provider_payment_id=None
+    )
+    assert start_payment(client, buyer, order).status_code == 409  # maybe still being started
+
+    with time_machine.travel(utcnow() + timedelta(minutes=2)):
+        response = start_payment(client, buyer, order)
+
+    assert response.status_code == 201
+    started = response.get_json()
+    assert started["payment"]["id"] == orphan.id
+    assert started["client_secret"].startswith(started["payment"]["provider_payment_id"])
 
 
 @pytest.fixture
@@ -215,28 +264,40 @@ def test_refunds_are_for_admins_and_succeeded_payments(client, admin, buyer, ord
     assert client.post("/api/v1/admin/payments/999999/refund", headers=admin.headers, json={}).status_code == 404
 
 
-def test_when_stripe_is_down_paying_is_a_502_and_nothing_changes(database_url, buyer, order, session):
-    app = create_app(
-        app_environ(database_url, STRIPE_SECRET_KEY="sk_test_nexus", STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}")
+def stripe_down(database_url: str):
+    """A client of the app configured for a Stripe that does not answer."""
+    environ = app_environ(
+        database_url, STRIPE_SECRET_KEY="sk_test_nexus", STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}"
     )
+    return create_app(environ).test_client()
 
-    response = app.test_client().post(f"/api/v1/orders/{order['id']}/payment", headers=buyer.headers)
+
+def test_when_stripe_is_down_paying_is_a_502_and_nothing_changes(client, database_url, buyer, order, session):
+    response = stripe_down(database_url).post(f"/api/v1/orders/{order['id']}/payment", headers=buyer.headers)
 
     assert response.status_code == 502
     assert "Stripe could not be reached" in response.get_json()["message"]
     assert session.scalar(select(func.count()).select_from(Payment)) == 0
-    assert order_as(app.test_client(), buyer, order)["status"] == "pending_payment"
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
 
 
 def test_when_stripe_is_down_a_refund_is_a_502_and_nothing_changes(database_url, admin, succeeded, session):
-    app = create_app(
-        app_environ(database_url, STRIPE_SECRET_KEY="sk_test_nexus", STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}")
-    )
-
-    response = refund(app.test_client(), admin, succeeded)
+    response = refund(stripe_down(database_url), admin, succeeded)
 
     assert response.status_code == 502
     assert session.scalar(select(Payment.status).where(Payment.id == succeeded["id"])) == "succeeded"
+
+
+def test_when_stripe_is_down_cancelling_a_paying_order_is_a_502_and_nothing_changes(
+    client, database_url, buyer, order, session
+):
+    payment = start_payment(client, buyer, order).get_json()["payment"]
+
+    response = stripe_down(database_url).post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+
+    assert response.status_code == 502
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
+    assert session.scalar(select(Payment.status).where(Payment.id == payment["id"])) == "pending"
 
 
 def test_without_a_stripe_key_paying_is_a_503(database_url, buyer, order):
@@ -325,6 +386,28 @@ def test_eight_pay_requests_at_once_start_one_payment(app, buyer, order, session
     assert {a.get_json()["payment"]["id"] for a in answers if a.status_code in (200, 201)} == {
         session.scalar(select(Payment.id))
     }
+
+
+@pytest.mark.postgres
+def test_two_refunds_at_once_take_turns_and_both_count(app, client, admin, buyer, order, succeeded, session):
+    start = threading.Barrier(2)
+
+    def refund_at_once(amount: int):
+        each = app.test_client()
+        start.wait()
+        return refund(each, admin, succeeded, amount=amount)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(refund_at_once, (1000, 2000)))
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    refunded = session.execute(select(Payment.status, Payment.amount_refunded).where(Payment.id == succeeded["id"]))
+    assert refunded.one() == ("refunded", 3000)
+    assert order_as(client, buyer, order)["status"] == "refunded"
+    assert sorted(entry["after"]["amount_refunded"] for entry in audit_log(client, admin)) in (
+        [1000, 3000],
+        [2000, 3000],
+    )
 
 
 def expire_stale(app, *, after_minutes: float) -> str:

@@ -7,7 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from nexus import create_app
 from nexus.orders.models import Order
@@ -245,7 +245,8 @@ def test_a_canceled_intent_cancels_the_payment(client, payment, order, session):
 
 
 def test_a_payment_for_an_order_that_expired_meanwhile_is_an_anomaly(client, buyer, payment, order, session):
-    client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+    # Cancelling cancels the intent at Stripe first; this is the money that got through anyway.
+    session.execute(update(Order).where(Order.id == order["id"]).values(status="cancelled"))
     event = intent_event(payment, "succeeded")
 
     assert deliver(client, event).get_json()["outcome"] == "anomaly"

@@ -904,7 +904,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Cancel an unpaid order (its buyer, the store's owner, an admin); its stock goes back on sale. */
+        /** Cancel an unpaid order and its Stripe payment (buyer, store owner, admin); its stock goes back on sale. */
         post: {
             parameters: {
                 query?: never;
@@ -928,6 +928,8 @@ export interface paths {
                 401: components["responses"]["UNAUTHORIZED"];
                 404: components["responses"]["NOT_FOUND"];
                 409: components["responses"]["CONFLICT"];
+                502: components["responses"]["BAD_GATEWAY"];
+                503: components["responses"]["SERVICE_UNAVAILABLE"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };

@@ -4,14 +4,15 @@ see the numbers. Every write an admin makes here is recorded in `admin_audit_log
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, or_, select, update
+from sqlalchemy import Select, func, or_, select
 
 from nexus.admin.models import AdminAuditEntry
-from nexus.database import contains, read
+from nexus.auth import tokens
+from nexus.database import contains, matches, read
 from nexus.errors import Invalid, NotFound
 from nexus.extensions import db
 from nexus.orders.models import Order
-from nexus.pagination import newest_first, page_of_rows, paginate
+from nexus.pagination import newest_first, page_of_rows, paginate, rows_where
 from nexus.payments import service as payments
 from nexus.payments import webhooks
 from nexus.payments.models import Payment, PaymentEventAudit, PaymentStatus
@@ -44,12 +45,8 @@ def _snapshot(row: Any, *fields: str) -> dict[str, Any]:
 
 @cache
 def _users_query(*, search: bool, filters: frozenset[str]) -> Select:
-    statement = select(*users.c).where(*(users.c[name] == bindparam(name) for name in sorted(filters)))
-    if search:
-        statement = statement.where(
-            or_(users.c.email.ilike(bindparam("q"), escape="\\"), users.c.full_name.ilike(bindparam("q"), escape="\\"))
-        )
-    return statement
+    statement = rows_where(users, filters)
+    return statement.where(or_(matches(users.c.email, "q"), matches(users.c.full_name, "q"))) if search else statement
 
 
 def list_users(*, q: str | None = None, limit: int, cursor: str | None = None, **filters: Any) -> dict:
@@ -80,12 +77,7 @@ def update_user(actor: User, user_id: int, changes: dict[str, Any]) -> User:
     for field, value in changes.items():
         setattr(user, field, value)
     if before["is_active"] and not user.is_active:
-        db.session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(refresh_token_generation=User.refresh_token_generation + 1)
-            .execution_options(synchronize_session="fetch")
-        )
+        tokens.revoke_refresh_tokens(user)
     record(actor, "user.update", user, before, _snapshot(user, "role", "is_active"))
     db.session.commit()
     return user
@@ -100,7 +92,9 @@ def list_payments(*, limit: int, cursor: str | None = None, **filters: Any) -> d
 
 def get_payment(payment_id: int) -> dict[str, Any]:
     """The payment and its events, oldest first."""
-    payment = get_payment_row(payment_id)
+    payment = db.session.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound("No such payment.")
     events = db.session.scalars(
         select(PaymentEventAudit).where(PaymentEventAudit.payment_id == payment_id).order_by(PaymentEventAudit.id)
     ).all()
@@ -112,29 +106,24 @@ def list_payment_events(*, limit: int, cursor: str | None = None, **filters: Any
 
 
 def refund(actor: User, payment_id: int, amount: int | None) -> Payment:
-    before = _snapshot(get_payment_row(payment_id), "status", "amount_refunded")
-    payment = payments.refund(payment_id, amount)
+    """Refund through Stripe; the refund and its audit entry commit together."""
+    payment = payments.locked_payment(payment_id)
+    before = _snapshot(payment, "status", "amount_refunded")
+    payments.refund(payment, amount)
     record(actor, "payment.refund", payment, before, _snapshot(payment, "status", "amount_refunded"))
     db.session.commit()
     return payment
 
 
-def get_payment_row(payment_id: int) -> Payment:
-    payment = db.session.get(Payment, payment_id)
-    if payment is None:
-        raise NotFound("No such payment.")
-    return payment
-
-
 def replay(actor: User, event_id: int) -> PaymentEventAudit:
-    audit = db.session.get(PaymentEventAudit, event_id)
-    if audit is None:
-        raise NotFound("No such payment event.")
+    """Apply a recorded event again; the replay and its audit entry commit together."""
+    audit = webhooks.locked_event(event_id)
     before = _snapshot(audit, "outcome", "detail", "replays")
-    audit = webhooks.replay(event_id)
-    record(actor, "payment_event.replay", audit, before, _snapshot(audit, "outcome", "detail", "replays"))
-    db.session.commit()
-    return audit
+
+    def audited() -> None:
+        record(actor, "payment_event.replay", audit, before, _snapshot(audit, "outcome", "detail", "replays"))
+
+    return webhooks.replay(audit, also=audited)
 
 
 # --- the numbers and the audit log --------------------------------------------------------

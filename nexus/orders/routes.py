@@ -14,6 +14,7 @@ from nexus.orders.schemas import (
     OrderSchema,
     OrderStatusChangeSchema,
 )
+from nexus.payments import service as payments
 from nexus.stores.service import get_store_for
 from nexus.users.permissions import login_required
 
@@ -61,11 +62,11 @@ class OrderById(MethodView):
 class CancelOrder(MethodView):
     @login_required()
     @blp.response(200, OrderSchema)
-    @documents_errors(404, 409)
+    @documents_errors(404, 409, 502, 503)
     def post(self, order_id):
-        """Cancel an unpaid order (its buyer, the store's owner, an admin); its stock goes back on sale."""
+        """Cancel an unpaid order and its Stripe payment (buyer, store owner, admin); its stock goes back on sale."""
         order, roles = service.get_order_for(get_current_user(), order_id)
-        return service.move(order, OrderStatus.CANCELLED, roles)
+        return payments.withdraw(order, OrderStatus.CANCELLED, roles)
 
 
 @blp.route("/orders/<id:order_id>/status")

@@ -22,7 +22,7 @@ from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
 from nexus.orders.models import IdempotencyKey, Order, OrderItem
 from nexus.orders.models import OrderStatus as S
-from nexus.pagination import Keyset, paginate
+from nexus.pagination import newest_first, paginate, rows_where
 from nexus.stores.models import Product, Store
 from nexus.users.models import User
 
@@ -45,7 +45,7 @@ RESTOCKING = {(S.PENDING_PAYMENT, S.CANCELLED), (S.PENDING_PAYMENT, S.EXPIRED), 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 IN_FLIGHT_TIMEOUT = timedelta(minutes=1)  # a claimed key with no order after this was abandoned
 orders, order_items = Order.__table__, OrderItem.__table__
-NEWEST = Keyset("orders", (orders.c.id,))
+NEWEST = newest_first(orders)
 
 
 # --- placing an order -----------------------------------------------------------------
@@ -140,7 +140,10 @@ def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: Id
     db.session.flush()
     set_committed_value(order, "payment_status", None)  # a new order has no payment to read back
     if claim is not None:  # the key and the order commit together
-        db.session.execute(update(IdempotencyKey).where(IdempotencyKey.id == claim.id).values(order_id=order.id))
+        held = db.session.execute(update(IdempotencyKey).where(IdempotencyKey.id == claim.id).values(order_id=order.id))
+        if held.rowcount != 1:  # taken over as abandoned while this request was slow: that one places the order
+            db.session.rollback()
+            raise Conflict("An order with this Idempotency-Key is still being placed; retry in a moment.")
     db.session.commit()
     return order
 
@@ -238,7 +241,8 @@ def _restock(order: Order) -> None:
 
 def transition(order: Order, to: S, roles: set[str]) -> None:
     """Move `order` to `to` within the caller's transaction, if `MOVES` allows it and `roles`
-    may; restock if the move does. A Conflict if it may not, or if another request moved it first."""
+    may; restock if the move does. A Conflict if the move is not allowed or another request moved
+    it first; Forbidden if none of `roles` may make it."""
     current = S(order.status)
     allowed = MOVES.get((current, to))
     if allowed is None:
@@ -280,16 +284,6 @@ def stale_order_ids(placed_before: datetime) -> list[int]:
     return list(db.session.scalars(statement.order_by(Order.id)))
 
 
-def expire(order_id: int) -> bool:
-    """Expire one unpaid order and restock it; False if it was paid or cancelled meanwhile."""
-    order = db.session.get(Order, order_id)
-    try:
-        move(order, S.EXPIRED, {SYSTEM})
-    except Conflict:
-        return False
-    return True
-
-
 def forget_idempotency_keys(older_than: datetime) -> int:
     """Drop idempotency keys past their 24 hours."""
     forgotten = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than)).rowcount
@@ -301,13 +295,8 @@ def forget_idempotency_keys(older_than: datetime) -> int:
 
 
 @cache
-def _orders_query(*, scope: str | None, by_status: bool) -> Select:
-    statement = select(*orders.c, Order.payment_status.expression.label("payment_status"))
-    if scope is not None:
-        statement = statement.where(orders.c[scope] == bindparam(scope))
-    if by_status:
-        statement = statement.where(orders.c.status == bindparam("status"))
-    return statement
+def _orders_query(filters: frozenset[str]) -> Select:
+    return rows_where(orders, filters).add_columns(Order.payment_status.expression.label("payment_status"))
 
 
 def list_orders(
@@ -319,10 +308,9 @@ def list_orders(
     cursor: str | None = None,
 ) -> dict:
     """Orders newest first (a buyer's, a store's, or everyone's), with their items: two queries."""
-    scope = {name: value for name, value in (("buyer_id", buyer_id), ("store_id", store_id)) if value is not None}
-    params = {**scope, **({"status": status} if status else {})}
-    base = _orders_query(scope=next(iter(scope), None), by_status=bool(status))
-    page = paginate(base, NEWEST, limit=limit, cursor=cursor, params=params)
+    given = {"buyer_id": buyer_id, "store_id": store_id, "status": status}
+    params = {name: value for name, value in given.items() if value is not None}
+    page = paginate(_orders_query(frozenset(params)), NEWEST, limit=limit, cursor=cursor, params=params)
     page["items"] = _with_items(page["items"])
     return page
 

@@ -7,12 +7,13 @@ twice, late, or by two paths at once changes things once.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from nexus.database import utcnow
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
 from nexus.extensions import db
 from nexus.orders import service as orders
@@ -31,6 +32,9 @@ PAYMENT_MOVES: dict[P, set[P]] = {
     P.PARTIALLY_REFUNDED: {P.PARTIALLY_REFUNDED, P.REFUNDED},
 }
 REFUNDABLE = (P.SUCCEEDED, P.PARTIALLY_REFUNDED)
+# A payment still without its PaymentIntent after this was left by a request that died while
+# Stripe was creating it (the intent, if any, was never handed to a buyer).
+STARTING_TIMEOUT = timedelta(minutes=1)
 
 
 @dataclass
@@ -75,46 +79,79 @@ def start_payment(buyer: User, order_id: int) -> tuple[Payment, str, bool]:
         raise ServiceUnavailable("Payments are not configured: set STRIPE_SECRET_KEY.")
     payment = _open_payment(order.id)
     if payment is None:
+        _close_failed_intent(order.id)
         payment = _claim_payment(order)
         if payment is not None:
-            return _create_intent(payment)
+            return _create_intent(payment, new=True)
         payment = _open_payment(order.id)  # a simultaneous request started it
+    if payment is not None and payment.provider_payment_id is None and _abandoned(payment):
+        return _create_intent(payment, new=False)
     if payment is None or payment.provider_payment_id is None:
         raise Conflict("This order's payment is being started; retry in a moment.")
     return payment, gateway.retrieve_intent(payment.provider_payment_id)["client_secret"], False
 
 
-def _create_intent(payment: Payment) -> tuple[Payment, str, bool]:
+def _abandoned(payment: Payment) -> bool:
+    return payment.created_at < utcnow() - STARTING_TIMEOUT
+
+
+def _create_intent(payment: Payment, *, new: bool) -> tuple[Payment, str, bool]:
+    """Create the payment's intent (the payment id is its idempotency key: asking again for an
+    abandoned payment gets the intent Stripe may have made then). A new payment whose intent
+    could not be made is dropped, so the order is as it was."""
     try:
         intent = gateway.create_intent(
             amount=payment.amount, currency=payment.currency, order_id=payment.order_id, payment_id=payment.id
         )
     except gateway.PaymentGatewayError:
-        db.session.delete(payment)  # nothing was started: the order is as it was
-        db.session.commit()
+        if new:
+            db.session.delete(payment)
+            db.session.commit()
         raise
     payment.provider_payment_id = intent["id"]
     db.session.commit()
     return payment, intent["client_secret"], True
 
 
-def payments_in_flight(order_ids: list[int]) -> set[int]:
-    """Of these orders, those whose money is moving right now (a payment is processing)."""
-    statement = select(Payment.order_id).where(Payment.order_id.in_(order_ids), Payment.status == P.PROCESSING.value)
-    return set(db.session.scalars(statement))
+def _close_failed_intent(order_id: int) -> None:
+    """Cancel the intent of the order's last failed payment before a new one starts: Stripe
+    leaves a declined intent payable, and the buyer's page may still hold its secret."""
+    failed = db.session.scalar(
+        select(Payment.provider_payment_id)
+        .where(Payment.order_id == order_id, Payment.status == P.FAILED.value)
+        .order_by(Payment.id.desc())
+        .limit(1)
+    )
+    if failed is not None:
+        gateway.cancel_intent(failed)
 
 
-def abandon_open_payment(order_id: int) -> None:
-    """An expiring order's unconfirmed payment: cancel its intent, so it cannot be paid later."""
-    payment = _open_payment(order_id)
-    if payment is None or payment.status != P.PENDING or payment.provider_payment_id is None:
-        return
+def withdraw(order: Order, to: OrderStatus, roles: set[str]) -> Order:
+    """Cancel or expire an unpaid order, and its payment with it: the open intent is cancelled
+    at Stripe first, so nothing can be paid for an order that is gone. While the payment is
+    processing (money moving) the order stays, a 409; if Stripe cannot cancel it (it was just
+    paid, or Stripe is down) the order stays too, a 502, and the payment's news settles it."""
+    payment = _open_payment(order.id) if order.status == OrderStatus.PENDING_PAYMENT else None
+    if payment is not None and payment.status == P.PROCESSING:
+        raise Conflict("The order's payment is processing; it can change once Stripe has settled it.")
+    if payment is not None and payment.provider_payment_id is None and not _abandoned(payment):
+        raise Conflict("This order's payment is being started; retry in a moment.")
+    if payment is not None and payment.provider_payment_id is not None:
+        apply_intent(gateway.cancel_intent(payment.provider_payment_id), P.CANCELED)
+    elif payment is not None:  # abandoned before it had an intent: nobody holds a secret to pay it
+        payment.status = P.CANCELED.value
+    return orders.move(order, to, roles)
+
+
+def expire_unpaid(order_id: int) -> bool:
+    """Expire one order left unpaid, restocking it and cancelling its payment; False if it was
+    paid, is being paid, or changed meanwhile, or Stripe is out of reach (the next run tries again)."""
     try:
-        gateway.cancel_intent(payment.provider_payment_id)
-    except (gateway.PaymentGatewayError, ServiceUnavailable):
-        return  # still pending: `flask payments reconcile` settles it from Stripe later
-    payment.status = P.CANCELED.value
-    db.session.commit()
+        withdraw(db.session.get(Order, order_id), OrderStatus.EXPIRED, {orders.SYSTEM})
+    except (Conflict, gateway.PaymentGatewayError, ServiceUnavailable):
+        db.session.rollback()
+        return False
+    return True
 
 
 # --- what Stripe reports -------------------------------------------------------------------
@@ -203,11 +240,20 @@ def _settle_order(payment: Payment, to: OrderStatus) -> Applied:
 # --- refunds and reconciliation -----------------------------------------------------------
 
 
-def refund(payment_id: int, amount: int | None = None) -> Payment:
-    """Refund `amount` (default: all that is left) through Stripe, and apply it at once."""
-    payment = db.session.get(Payment, payment_id)
+def locked_payment(payment_id: int) -> Payment:
+    """The payment, its row locked until the transaction ends and freshly read (for `refund`)."""
+    payment = db.session.scalar(
+        select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True)
+    )
     if payment is None:
         raise NotFound("No such payment.")
+    return payment
+
+
+def refund(payment: Payment, amount: int | None = None) -> Payment:
+    """Refund `amount` (default: all that is left) of a payment from `locked_payment`, through
+    Stripe, and apply it; the caller commits. The lock makes two refunds at once take turns,
+    each refunding from what the other left."""
     if P(payment.status) not in REFUNDABLE:
         raise Conflict(f"The payment is {payment.status}; only a succeeded payment can be refunded.")
     left = payment.amount - payment.amount_refunded
@@ -215,10 +261,8 @@ def refund(payment_id: int, amount: int | None = None) -> Payment:
     if amount > left:
         message = f"At most {left} {payment.currency} is left to refund."
         raise Invalid(message, errors={"json": {"amount": [message]}})
-    refunded_before = payment.amount_refunded
-    gateway.refund(intent_id=payment.provider_payment_id, amount=amount, refunded_before=refunded_before)
-    apply_refund_total(_locked_payment(payment.provider_payment_id), refunded_before + amount)
-    db.session.commit()
+    gateway.refund(intent_id=payment.provider_payment_id, amount=amount, refunded_before=payment.amount_refunded)
+    apply_refund_total(payment, payment.amount_refunded + amount)
     return payment
 
 

@@ -74,16 +74,21 @@ def _delivered_again(event: dict[str, Any], started: float) -> tuple[PaymentEven
     return audit, False
 
 
-def replay(audit_id: int) -> PaymentEventAudit:
-    """Apply a recorded event again through the same path (after a fix, say): a state already
-    reached is not applied twice, so a replay is safe to repeat."""
-    started = time.perf_counter()
+def locked_event(audit_id: int) -> PaymentEventAudit:
+    """A recorded event, its row locked until the transaction ends (for `replay`)."""
     _limit_lock_waits()
     audit = _locked_audit(select(PaymentEventAudit).filter_by(id=audit_id))
     if audit is None:
         raise NotFound("No such payment event.")
+    return audit
+
+
+def replay(audit: PaymentEventAudit, *, also: Callable[[], None] = lambda: None) -> PaymentEventAudit:
+    """Apply a recorded event (from `locked_event`) again through the same path, after a fix
+    say: a state already reached is not applied twice, so a replay is safe to repeat. `also`
+    adds to the same transaction (the admin's audit entry)."""
     audit.replays += 1
-    _apply_and_commit(audit, audit.payload, started)
+    _apply_and_commit(audit, audit.payload, time.perf_counter(), also=also)
     return audit
 
 
@@ -91,7 +96,9 @@ def _locked_audit(statement) -> PaymentEventAudit | None:
     return db.session.scalar(statement.with_for_update().execution_options(populate_existing=True))
 
 
-def _apply_and_commit(audit: PaymentEventAudit, event: dict[str, Any], started: float) -> None:
+def _apply_and_commit(
+    audit: PaymentEventAudit, event: dict[str, Any], started: float, also: Callable[[], None] = lambda: None
+) -> None:
     try:
         handler = HANDLERS.get(event["type"])
         applied = (
@@ -100,6 +107,7 @@ def _apply_and_commit(audit: PaymentEventAudit, event: dict[str, Any], started: 
             else service.Applied(EventOutcome.IGNORED, "Not an event Nexus acts on.")
         )
         _record(audit, applied.outcome, applied.detail, started, payment_id=applied.payment_id)
+        also()
         db.session.commit()
     except Exception as error:
         db.session.rollback()
