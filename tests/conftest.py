@@ -5,9 +5,6 @@ at the end), else a SQLite file. The schema is built by running the migrations, 
 run tests them too. Tests talk to the app only over HTTP; after each one every table is emptied.
 """
 
-import hashlib
-import hmac
-import json
 import os
 import re
 import socket
@@ -19,11 +16,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import flask_migrate
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
@@ -34,14 +34,31 @@ from werkzeug.serving import make_server
 
 from nexus import create_app
 from nexus.config import normalise_database_url
+from nexus.database import utcnow
 from nexus.extensions import db, limiter, mail
+from nexus.stores.models import Product
+from nexus.users.models import User
 from tests import factories
+from tests.stripe_helpers import STRIPE_WEBHOOK_SECRET
 
 
 def app_environ(database_url: str, **overrides: str) -> dict[str, str]:
     """The environment a test app runs with: the test settings plus `overrides`."""
     keep = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
     return {**keep, "ENVIRONMENT": "test", "DATABASE_URL": database_url, "LOG_LEVEL": "INFO", **overrides}
+
+
+SECRET = "s" * 48
+# The environment of a production app with everything it refuses to start without.
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": SECRET,
+    "JWT_SECRET_KEY": SECRET + "j",
+    "DATABASE_URL": "postgres://nexus:pw@db.internal:5432/nexus",
+    "CORS_ALLOWED_ORIGINS": "https://shop.example.com",
+    "MAIL_SERVER": "smtp.example.com",
+    "MAIL_DEFAULT_SENDER": "Nexus <no-reply@example.com>",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -70,9 +87,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.dispose()
 
 
-STRIPE_WEBHOOK_SECRET = "whsec_nexus_tests"
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,6 +105,15 @@ def wait_for(url: str, seconds: float = 20) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def eventually(check: Callable, seconds: float = 10.0):
+    """Poll `check` until it returns something true (returned), or fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (result := check()):
+        assert time.monotonic() < deadline, "it did not happen in time"
+        time.sleep(0.1)
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -132,14 +155,6 @@ def live_server(app: Flask) -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
-
-
-def sign_stripe_event(event: dict, *, secret: str = STRIPE_WEBHOOK_SECRET, at: int | None = None) -> tuple[bytes, str]:
-    """A body and its Stripe-Signature header, signed the way Stripe signs webhooks."""
-    payload = json.dumps(event).encode()
-    timestamp = int(time.time()) if at is None else at
-    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    return payload, f"t={timestamp},v1={signature}"
 
 
 @pytest.fixture(scope="session")
@@ -234,6 +249,29 @@ def stranger(sign_in) -> SignedIn:
 
 
 @pytest.fixture
+def buyer(sign_in) -> SignedIn:
+    """A signed-in customer who buys from the owner's stores."""
+    return sign_in("buyer@example.com")
+
+
+@pytest.fixture
+def teapot(owner, session) -> Product:
+    """A product of the owner's store, in usd: 15.00, 4 in stock."""
+    store = factories.StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
+    return factories.ProductFactory(store=store, price=1500, stock=4)
+
+
+@pytest.fixture
+def order(client, buyer, teapot) -> dict:
+    """The buyer's order of 2 teapots (3000 usd), placed over HTTP, waiting for payment."""
+    response = client.post(
+        "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": teapot.id, "quantity": 2}]}
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+@pytest.fixture
 def admin(sign_in, session) -> SignedIn:
     """A signed-in admin."""
     factories.AdminFactory(email="admin@example.com")
@@ -268,3 +306,25 @@ def statements(app: Flask):
     yield sent
     for engine in engines:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def all_at_once(app: Flask, calls: list[Callable[[FlaskClient], object]]) -> list:
+    """Run every call in its own thread, released together by a barrier, each with its own test
+    client; their results, in order."""
+    start = threading.Barrier(len(calls))
+
+    def run(call: Callable[[FlaskClient], object]):
+        client = app.test_client()
+        start.wait()
+        return call(client)
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def expire_stale(app: Flask, *, after_minutes: float) -> str:
+    """The output of `flask orders expire-stale` run `after_minutes` from now (it must succeed)."""
+    with time_machine.travel(utcnow() + timedelta(minutes=after_minutes)):
+        result = app.test_cli_runner().invoke(args=["orders", "expire-stale"])
+    assert result.exit_code == 0, result.output
+    return result.output

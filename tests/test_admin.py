@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import update
 
 from nexus.orders.models import Order
-from nexus.users.models import User
-from tests.conftest import code_in, sign_stripe_event
+from tests.conftest import code_in
 from tests.factories import PaymentFactory, ProductFactory, StoreFactory, UserFactory
+from tests.pages import ids
+from tests.stripe_helpers import deliver, ignored_event, intent_event
 
 ADMIN = "/api/v1/admin"
 
@@ -153,22 +154,15 @@ def market(client, sign_in, session):
         placed = client.post(
             "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": product.id, "quantity": 1}]}
         )
+        assert placed.status_code == 201, placed.get_json()
         orders.append(placed.get_json())
     payments = [
         PaymentFactory(order_id=o["id"], user_id=o["buyer_id"], amount=o["total"], currency=o["currency"])
         for o in orders
     ]
-    intent = {"id": payments[0].provider_payment_id, "amount": 1200, "currency": "usd", "status": "succeeded"}
-    payload, signature = sign_stripe_event(
-        {"id": "evt_paid", "type": "payment_intent.succeeded", "data": {"object": intent}}
-    )
-    client.post("/api/v1/webhooks/stripe", data=payload, headers={"Stripe-Signature": signature})
+    paid = deliver(client, intent_event(payments[0], "succeeded", event_id="evt_paid"))
+    assert paid.get_json()["outcome"] == "applied"
     return {"stores": (tea, pots), "orders": orders, "payments": payments, "buyers": (ada, bob)}
-
-
-def ids(response) -> list[int]:
-    assert response.status_code == 200, response.get_json()
-    return [item["id"] for item in response.get_json()["items"]]
 
 
 def test_payments_are_listed_and_filtered(client, admin, market):
@@ -195,9 +189,7 @@ def test_a_payment_comes_with_its_webhook_trail(client, admin, market):
 
 
 def test_payment_events_are_listed_by_type_and_outcome(client, admin, market):
-    ignored = {"id": "evt_other", "type": "customer.created", "data": {"object": {"id": "cus_1"}}}
-    payload, signature = sign_stripe_event(ignored)
-    client.post("/api/v1/webhooks/stripe", data=payload, headers={"Stripe-Signature": signature})
+    assert deliver(client, ignored_event("evt_other")).get_json()["outcome"] == "ignored"
 
     def events(**query) -> list[str]:
         response = client.get(f"{ADMIN}/payment-events", headers=admin.headers, query_string=query)
@@ -222,8 +214,7 @@ def test_the_numbers(client, admin, market, session):
 
     stats = client.get(f"{ADMIN}/stats", headers=admin.headers).get_json()
 
-    users = session.query(User).count()
-    assert (stats["users"], stats["stores"], stats["products"]) == (users, 2, 2)
+    assert (stats["users"], stats["stores"], stats["products"]) == (5, 2, 2)  # the admin, ada, bob, two store owners
     assert stats["orders_by_status"] == {"paid": 1, "cancelled": 1}
     assert stats["revenue"] == {"usd": 1200}
 

@@ -6,6 +6,7 @@ from sqlalchemy import text
 
 from nexus.stores.models import Product
 from tests.factories import ProductFactory, StoreFactory
+from tests.pages import ids, walk
 
 CATALOG = "/api/v1/products"
 SORT_KEYS = {
@@ -13,26 +14,6 @@ SORT_KEYS = {
     "price_asc": lambda p: (p["price"], p["id"]),
     "price_desc": lambda p: (-p["price"], -p["id"]),
 }
-
-
-def ids(response) -> list[int]:
-    assert response.status_code == 200, response.get_json()
-    return [product["id"] for product in response.get_json()["items"]]
-
-
-def walk(client, url: str, *, limit: int, after_first_page=lambda: None, **query) -> list[dict]:
-    """Every item of a list, following next_cursor to the end."""
-    items, cursor = [], None
-    while True:
-        body = client.get(
-            url, query_string={"limit": limit, **query, **({"cursor": cursor} if cursor else {})}
-        ).get_json()
-        items += body["items"]
-        if cursor is None:
-            after_first_page()
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return items
 
 
 @pytest.fixture

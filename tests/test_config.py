@@ -8,18 +8,9 @@ import pytest
 
 from nexus import create_app
 from nexus.config import ConfigError, load_settings, normalise_database_url
+from tests.conftest import PRODUCTION
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "s" * 48
-PRODUCTION = {
-    "ENVIRONMENT": "production",
-    "SECRET_KEY": SECRET,
-    "JWT_SECRET_KEY": SECRET + "j",
-    "DATABASE_URL": "postgres://nexus:pw@db.internal:5432/nexus",
-    "CORS_ALLOWED_ORIGINS": "https://shop.example.com",
-    "MAIL_SERVER": "smtp.example.com",
-    "MAIL_DEFAULT_SENDER": "Nexus <no-reply@example.com>",
-}
 
 
 def test_a_complete_production_environment_starts():

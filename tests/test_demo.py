@@ -5,8 +5,8 @@ from sqlalchemy import func, select
 
 from nexus import create_app
 from nexus.stores.models import Product, Store
+from tests.conftest import PRODUCTION
 from tests.factories import ProductFactory
-from tests.test_config import PRODUCTION
 
 
 def seed(app, *args: str):

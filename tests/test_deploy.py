@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINT = yaml.safe_load((ROOT / "render.yaml").read_text())
@@ -62,12 +63,6 @@ def run_blueprint_command(service: dict, command: str, database_url: str) -> sub
     argv[0] = str(Path(sys.executable).parent / argv[0])
     environ = blueprint_environ(database_url, service)
     return subprocess.run(argv, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_blueprint_has_what_render_requires():

@@ -4,7 +4,6 @@ through the log in development when no mail server is set."""
 import email
 import logging
 import re
-import socket
 from email.message import Message
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy import func, select
 
 from nexus import create_app
 from nexus.auth.models import OtpCode
-from tests.conftest import app_environ
+from tests.conftest import app_environ, free_port
 
 
 class Inbox:
@@ -25,12 +24,6 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope):
         self.messages.append(email.message_from_bytes(envelope.content))
         return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

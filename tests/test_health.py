@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from nexus import create_app, database
 from nexus.config import VERSION
 from nexus.extensions import db
-from tests.conftest import app_environ
+from tests.conftest import app_environ, free_port
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ class Outage:
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
-        self.port = closed_port()
+        self.port = free_port()
         self.listener: socket.socket | None = None
         self.open_sockets: list[socket.socket] = []
 
@@ -83,12 +83,6 @@ class Outage:
             end.close()
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_liveness_is_ok(client):
     response = client.get("/health")
 
@@ -103,7 +97,7 @@ def test_readiness_reports_the_database_and_version(client):
 
 
 def test_database_refusing_connections_makes_readiness_503_and_leaves_liveness_alone():
-    app = create_app(app_environ(f"postgresql://postgres@127.0.0.1:{closed_port()}/nexus"))
+    app = create_app(app_environ(f"postgresql://postgres@127.0.0.1:{free_port()}/nexus"))
     client = app.test_client()
 
     ready = client.get("/api/v1/health")
@@ -125,7 +119,7 @@ def test_a_hung_database_gets_a_503_within_three_seconds(silent_server):
 
 
 def test_other_endpoints_answer_a_json_503_when_the_database_is_down():
-    app = create_app(app_environ(f"postgresql://postgres@127.0.0.1:{closed_port()}/nexus"))
+    app = create_app(app_environ(f"postgresql://postgres@127.0.0.1:{free_port()}/nexus"))
 
     response = app.test_client().post("/api/v1/auth/otp/request", json={"email": "ada@example.com"})
 
@@ -138,22 +132,27 @@ def test_when_the_database_comes_back_the_app_recovers_without_a_restart(databas
     url = make_url(database_url)
     outage = Outage((url.host, url.port or 5432))
     outage.open()
-    app = create_app(app_environ(url.set(host="127.0.0.1", port=outage.port).render_as_string(hide_password=False)))
-    client = app.test_client()
-    assert client.get("/api/v1/health").status_code == 200
-    assert client.get("/api/v1/products").status_code == 200
+    try:
+        app = create_app(app_environ(url.set(host="127.0.0.1", port=outage.port).render_as_string(hide_password=False)))
+        client = app.test_client()
+        assert client.get("/api/v1/health").status_code == 200
+        assert client.get("/api/v1/products").status_code == 200
 
-    outage.shut()
+        outage.shut()
 
-    assert client.get("/api/v1/health").status_code == 503
-    down = client.get("/api/v1/products")
-    assert (down.status_code, down.get_json()["message"]) == (503, "The database is unavailable; try again shortly.")
+        assert client.get("/api/v1/health").status_code == 503
+        down = client.get("/api/v1/products")
+        assert (down.status_code, down.get_json()["message"]) == (
+            503,
+            "The database is unavailable; try again shortly.",
+        )
 
-    outage.open()
+        outage.open()
 
-    assert client.get("/api/v1/health").status_code == 200
-    assert client.get("/api/v1/products").status_code == 200
-    outage.shut()
+        assert client.get("/api/v1/health").status_code == 200
+        assert client.get("/api/v1/products").status_code == 200
+    finally:
+        outage.shut()
 
 
 @pytest.fixture

@@ -32,8 +32,9 @@ from sqlalchemy import func, select
 from nexus.orders.models import Order
 from nexus.payments.models import Payment, PaymentEventAudit
 from nexus.stores.models import Product
-from tests.conftest import STRIPE_WEBHOOK_SECRET, app_environ, free_port, sign_stripe_event
+from tests.conftest import app_environ, free_port
 from tests.factories import AdminFactory, PaymentFactory, ProductFactory, StoreFactory
+from tests.stripe_helpers import STRIPE_WEBHOOK_SECRET, intent_event, sign_stripe_event
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -215,6 +216,12 @@ def fresh_budgets(redis_prefix) -> Iterator[None]:
     client.close()
 
 
+def fresh_email(name: str) -> str:
+    """An address of this test's own: the instances' logs live as long as the module, so a
+    test that reads codes from them must not see another test's."""
+    return f"{name}-{uuid.uuid4().hex[:8]}@example.com"
+
+
 def sign_in(email: str, *, ask: Instance, verify: Instance) -> dict:
     """Register on `ask`, read the emailed code from its log, trade it for tokens on `verify`."""
     assert ask.post(REGISTER, {"email": email}).status == 202
@@ -248,7 +255,7 @@ def assert_limited(answer: Answer) -> None:
 
 
 def test_the_per_email_budget_is_shared_by_both_instances(a, b):
-    email = "ada@example.com"
+    email = fresh_email("ada")
     for instance, path in ((a, REGISTER), (b, REQUEST), (a, REQUEST), (b, REGISTER), (a, REQUEST)):
         assert instance.post(path, {"email": email}).status == 202
 
@@ -256,7 +263,7 @@ def test_the_per_email_budget_is_shared_by_both_instances(a, b):
     assert_limited(b.post(REQUEST, {"email": email}))
     assert_limited(a.post(REGISTER, {"email": email}))
     assert len(a.codes_for(email)) + len(b.codes_for(email)) == 5
-    assert b.post(REGISTER, {"email": "bob@example.com"}).status == 202  # other addresses keep theirs
+    assert b.post(REGISTER, {"email": fresh_email("bob")}).status == 202  # other addresses keep theirs
 
 
 def test_the_per_ip_budget_is_shared_by_both_instances(a, b):
@@ -272,15 +279,16 @@ def test_the_per_ip_budget_is_shared_by_both_instances(a, b):
 
 
 def test_a_code_emailed_by_one_instance_signs_in_on_the_other_once(a, b):
-    tokens = sign_in("ada@example.com", ask=a, verify=b)
+    ada = fresh_email("ada")
+    tokens = sign_in(ada, ask=a, verify=b)
 
-    assert a.get(ME, token=tokens["access_token"]).body["email"] == "ada@example.com"
-    code = a.codes_for("ada@example.com")[-1]
-    assert a.post(VERIFY, {"email": "ada@example.com", "code": code}).status == 401  # spent on B
+    assert a.get(ME, token=tokens["access_token"]).body["email"] == ada
+    code = a.codes_for(ada)[-1]
+    assert a.post(VERIFY, {"email": ada, "code": code}).status == 401  # spent on B
 
 
 def test_signing_out_on_one_instance_is_refused_on_the_other(a, b):
-    tokens = sign_in("ada@example.com", ask=a, verify=b)
+    tokens = sign_in(fresh_email("ada"), ask=a, verify=b)
     access, refresh = tokens["access_token"], tokens["refresh_token"]
     assert b.get(ME, token=access).status == 200
 
@@ -291,7 +299,7 @@ def test_signing_out_on_one_instance_is_refused_on_the_other(a, b):
 
 
 def test_a_refresh_token_rotated_on_one_instance_is_spent_on_the_other(a, b):
-    tokens = sign_in("ada@example.com", ask=b, verify=a)
+    tokens = sign_in(fresh_email("ada"), ask=b, verify=a)
 
     rotated = a.post(REFRESH, token=tokens["refresh_token"])
     assert rotated.status == 200
@@ -306,7 +314,7 @@ def test_a_refresh_token_rotated_on_one_instance_is_spent_on_the_other(a, b):
 
 @pytest.mark.postgres  # concurrent writes from several processes: SQLite answers 503 ("database is locked")
 def test_one_refresh_token_spent_on_both_instances_at_once_gives_one_new_pair(a, b):
-    tokens = sign_in("ada@example.com", ask=a, verify=b)
+    tokens = sign_in(fresh_email("ada"), ask=a, verify=b)
 
     answers = at_once(
         [a, b, a, b],
@@ -320,9 +328,10 @@ def test_one_refresh_token_spent_on_both_instances_at_once_gives_one_new_pair(a,
 
 
 def test_deactivating_a_user_on_one_instance_locks_them_out_on_the_other(a, b, session):
-    AdminFactory(email="admin@example.com")
-    admin = sign_in("admin@example.com", ask=a, verify=a)
-    ada = sign_in("ada@example.com", ask=b, verify=b)
+    admin_email, ada_email = fresh_email("admin"), fresh_email("ada")
+    AdminFactory(email=admin_email)
+    admin = sign_in(admin_email, ask=a, verify=a)
+    ada = sign_in(ada_email, ask=b, verify=b)
     assert b.get(ME, token=ada["access_token"]).status == 200
 
     path = f"/api/v1/admin/users/{ada['user']['id']}"
@@ -330,9 +339,9 @@ def test_deactivating_a_user_on_one_instance_locks_them_out_on_the_other(a, b, s
 
     assert b.get(ME, token=ada["access_token"]).status == 401
     assert b.post(REFRESH, token=ada["refresh_token"]).status == 401
-    codes_before = b.codes_for("ada@example.com")
-    assert b.post(REQUEST, {"email": "ada@example.com"}).status == 202  # the same answer as ever...
-    assert b.codes_for("ada@example.com") == codes_before  # ...but no code
+    codes_before = b.codes_for(ada_email)
+    assert b.post(REQUEST, {"email": ada_email}).status == 202  # the same answer as ever...
+    assert b.codes_for(ada_email) == codes_before  # ...but no code
 
 
 # --- the Stripe webhook ---------------------------------------------------------------------
@@ -340,7 +349,7 @@ def test_deactivating_a_user_on_one_instance_locks_them_out_on_the_other(a, b, s
 
 @pytest.mark.postgres  # concurrent writes from several processes: SQLite answers 503 ("database is locked")
 def test_one_event_delivered_to_both_instances_at_once_is_applied_once(a, b, session):
-    buyer = sign_in("buyer@example.com", ask=a, verify=b)
+    buyer = sign_in(fresh_email("buyer"), ask=a, verify=b)
     product = ProductFactory(store=StoreFactory(currency="usd"), price=1500, stock=10)
     rounds, senders = 3, 8  # each event: 4 deliveries to A and 4 to B, released together
 
@@ -352,7 +361,7 @@ def test_one_event_delivered_to_both_instances_at_once_is_applied_once(a, b, ses
         payment = PaymentFactory(
             order_id=order.body["id"], user_id=order.body["buyer_id"], amount=order.body["total"], currency="usd"
         )
-        event = succeeded(payment)
+        event = intent_event(payment, "succeeded")
         payload, signature = sign_stripe_event(event)
 
         answers = at_once(
@@ -380,21 +389,3 @@ def test_one_event_delivered_to_both_instances_at_once_is_applied_once(a, b, ses
     assert session.scalar(select(func.count()).select_from(PaymentEventAudit)) == rounds
     assert session.scalar(select(func.count()).select_from(Order).where(Order.status == "paid")) == rounds
     assert session.scalar(select(Product.stock).where(Product.id == product.id)) == 10 - 2 * rounds
-
-
-def succeeded(payment: Payment) -> dict:
-    """A `payment_intent.succeeded` event for the payment, as Stripe would send it."""
-    intent = {
-        "id": payment.provider_payment_id,
-        "object": "payment_intent",
-        "amount": payment.amount,
-        "currency": payment.currency,
-        "status": "succeeded",
-        "metadata": {"payment_id": str(payment.id)},
-    }
-    return {
-        "id": f"evt_{uuid.uuid4().hex[:16]}",
-        "object": "event",
-        "type": "payment_intent.succeeded",
-        "data": {"object": intent},
-    }

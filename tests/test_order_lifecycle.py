@@ -9,14 +9,13 @@ from sqlalchemy import select, update
 
 from nexus import create_app
 from nexus.database import utcnow
-from nexus.errors import Conflict
-from nexus.extensions import db
-from nexus.orders import service
 from nexus.orders.models import Order, OrderStatus
+from nexus.payments.models import Payment
 from nexus.stores.models import Product
 from nexus.users.models import User
-from tests.conftest import app_environ
-from tests.factories import ProductFactory, StoreFactory
+from tests.conftest import app_environ, expire_stale
+from tests.factories import PaymentFactory, ProductFactory, StoreFactory
+from tests.stripe_helpers import deliver, intent_event, refund_event
 
 ALL = [status.value for status in OrderStatus]
 # (from, to) -> allowed, for the moves people make over HTTP: cancel, and the store's steps.
@@ -30,13 +29,9 @@ PEOPLES_MOVES = {
 
 @pytest.fixture
 def teapot(owner, session) -> Product:
+    """This module's teapot (conftest's has too few for three orders): 10.00 aed, 9 in stock."""
     store = StoreFactory(owner=session.get(User, owner.user["id"]))
     return ProductFactory(store=store, name="Teapot", price=1000, stock=9)
-
-
-@pytest.fixture
-def buyer(sign_in):
-    return sign_in("buyer@example.com")
 
 
 @pytest.fixture
@@ -48,6 +43,7 @@ def order_in(client, buyer, teapot, session, bearer_for):
         order = client.post(
             "/api/v1/orders", headers=headers, json={"items": [{"product_id": teapot.id, "quantity": 2}]}
         )
+        assert order.status_code == 201, order.get_json()
         session.execute(update(Order).where(Order.id == order.get_json()["id"]).values(status=status))
         return order.get_json()
 
@@ -62,10 +58,15 @@ def step(client, who, order: dict, status: str):
     return client.post(f"/api/v1/orders/{order['id']}/status", headers=who.headers, json={"status": status})
 
 
-def system_move(app, order: dict, status: OrderStatus) -> None:
-    """A move only the system makes (payment, refund: over HTTP they come with Stripe's webhook)."""
-    with app.app_context():
-        service.move(db.session.get(Order, order["id"]), status, {service.SYSTEM})
+def payment_of(order: dict, status: str) -> Payment:
+    """The order's Stripe payment, in `status`; the system's moves come with its webhooks."""
+    return PaymentFactory(
+        order_id=order["id"],
+        user_id=order["buyer_id"],
+        amount=order["total"],
+        currency=order["currency"],
+        status=status,
+    )
 
 
 def stock_of(session, product: Product) -> int:
@@ -168,29 +169,31 @@ def test_stock_comes_back_once_however_often_an_order_is_cancelled(client, buyer
 
 
 @pytest.mark.parametrize(("current", "restocked"), [("paid", True), ("fulfilled", False)])
-def test_a_full_refund_restocks_only_what_never_left(app, order_in, teapot, session, current, restocked):
+def test_a_full_refund_restocks_only_what_never_left(client, order_in, teapot, session, current, restocked):
     order = order_in(current)
+    payment = payment_of(order, "succeeded")
 
-    system_move(app, order, OrderStatus.REFUNDED)
+    refunded = deliver(client, refund_event(payment, payment.amount))
 
+    assert refunded.get_json()["outcome"] == "applied"
     assert status_of(session, order) == "refunded"
     assert stock_of(session, teapot) == (9 if restocked else 7)
 
 
 @pytest.mark.parametrize("current", [s for s in ALL if s not in ("pending_payment",)])
-def test_payment_only_settles_an_unpaid_order(app, order_in, session, current):
+def test_payment_only_settles_an_unpaid_order(client, order_in, session, current):
     order = order_in(current)
 
-    with pytest.raises(Conflict):
-        system_move(app, order, OrderStatus.PAID)
+    paid = deliver(client, intent_event(payment_of(order, "pending"), "succeeded"))
 
+    assert paid.get_json()["outcome"] == "anomaly"  # the order could not take it: money to refund
     assert status_of(session, order) == current
 
 
-def test_a_payment_marks_the_order_paid_with_its_time(app, client, buyer, order_in, session):
+def test_a_payment_marks_the_order_paid_with_its_time(client, buyer, order_in, session):
     order = order_in("pending_payment")
 
-    system_move(app, order, OrderStatus.PAID)
+    assert deliver(client, intent_event(payment_of(order, "pending"), "succeeded")).get_json()["outcome"] == "applied"
 
     paid = client.get(f"/api/v1/orders/{order['id']}", headers=buyer.headers).get_json()
     assert paid["status"] == "paid"
@@ -200,20 +203,13 @@ def test_a_payment_marks_the_order_paid_with_its_time(app, client, buyer, order_
 # --- flask orders expire-stale ----------------------------------------------------------
 
 
-def expire_stale(app, at_minutes: float):
-    with time_machine.travel(utcnow() + timedelta(minutes=at_minutes)):
-        result = app.test_cli_runner().invoke(args=["orders", "expire-stale"])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def test_expire_stale_expires_old_unpaid_orders_once_and_restocks_them(app, order_in, teapot, session):
     old, paid = order_in("pending_payment"), order_in("paid")
     with time_machine.travel(utcnow() + timedelta(minutes=20)):
         recent = order_in("pending_payment")
     assert stock_of(session, teapot) == 3
 
-    first, second = expire_stale(app, 31), expire_stale(app, 32)
+    first, second = expire_stale(app, after_minutes=31), expire_stale(app, after_minutes=32)
 
     assert "expired 1 orders unpaid for over 30 minutes" in first
     assert "expired 0 orders" in second
@@ -225,12 +221,12 @@ def test_expire_stale_reads_the_timeout_when_it_runs(database_url, order_in, ses
     order = order_in("pending_payment")
     impatient = create_app(app_environ(database_url, ORDER_PAYMENT_TIMEOUT_MINUTES="5"))
 
-    assert "expired 1 orders unpaid for over 5 minutes" in expire_stale(impatient, 6)
+    assert "expired 1 orders unpaid for over 5 minutes" in expire_stale(impatient, after_minutes=6)
     assert status_of(session, order) == "expired"
 
 
 def test_expire_stale_forgets_idempotency_keys_after_24_hours(app, order_in, session):
     order_in("paid", **{"Idempotency-Key": "old-key"})
 
-    assert "forgot 0 idempotency keys" in expire_stale(app, 60 * 23)
-    assert "forgot 1 idempotency keys" in expire_stale(app, 60 * 25)
+    assert "forgot 0 idempotency keys" in expire_stale(app, after_minutes=60 * 23)
+    assert "forgot 1 idempotency keys" in expire_stale(app, after_minutes=60 * 25)

@@ -11,6 +11,7 @@ from nexus.orders.models import IdempotencyKey, Order
 from nexus.stores.models import Product, Store
 from nexus.users.models import User
 from tests.factories import ProductFactory, StoreFactory
+from tests.pages import walk
 
 ORDERS = "/api/v1/orders"
 
@@ -24,11 +25,6 @@ def shop(owner, session) -> tuple[Store, list[Product]]:
         ProductFactory(store=store, name="Cup", price=250, stock=10),
         ProductFactory(store=store, name="Saucer", price=99, stock=0),
     ]
-
-
-@pytest.fixture
-def buyer(sign_in):
-    return sign_in("buyer@example.com")
 
 
 def stock(session, *products: Product) -> list[int]:
@@ -246,6 +242,24 @@ def test_a_key_whose_first_request_is_still_in_flight_is_a_409(client, buyer, sh
     assert "still being placed" in response.get_json()["message"]
 
 
+def test_a_key_in_flight_for_over_a_minute_was_abandoned_and_the_retry_places_the_order(client, buyer, shop, session):
+    _, (teapot, _, _) = shop
+    warm_up = client.post(ORDERS, headers={**buyer.headers, "Idempotency-Key": "warm-up"}, json=body((teapot, 1)))
+    two_minutes_ago = utcnow() - timedelta(minutes=2)  # as if its request had died before placing the order
+    session.execute(update(IdempotencyKey).values(key="stuck", order_id=None, created_at=two_minutes_ago))
+    headers = {**buyer.headers, "Idempotency-Key": "stuck"}
+
+    retry = client.post(ORDERS, headers=headers, json=body((teapot, 1)))
+
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry.headers
+    assert retry.get_json()["id"] != warm_up.get_json()["id"]
+    again = client.post(ORDERS, headers=headers, json=body((teapot, 1)))
+    assert (again.headers["Idempotent-Replayed"], again.get_json()["id"]) == ("true", retry.get_json()["id"])
+    assert order_count(session) == 2
+    assert stock(session, teapot) == [3]
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "naïve"])
 def test_a_malformed_key_is_a_422(client, buyer, shop, key):
     _, (teapot, _, _) = shop
@@ -308,13 +322,7 @@ def test_order_lists_page_through_every_order_once(client, buyer, shop):
     _, (_, cup, _) = shop
     placed = [place(client, buyer, (cup, 1)).get_json()["id"] for _ in range(5)]
 
-    seen, cursor = [], None
-    while True:
-        query = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = client.get(ORDERS, headers=buyer.headers, query_string=query).get_json()
-        seen += [order["id"] for order in page["items"]]
-        if (cursor := page["next_cursor"]) is None:
-            break
+    seen = [order["id"] for order in walk(client, ORDERS, limit=2, headers=buyer.headers)]
 
     assert seen == placed[::-1]
 

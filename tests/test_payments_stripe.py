@@ -3,96 +3,41 @@
 app served on a local port, and the order is paid. Also refunds, reconciliation, replays,
 Stripe being down, and races."""
 
-import json
-import threading
-import time
-import urllib.parse
-import urllib.request
+import urllib.error
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 import time_machine
+from flask import Flask
 from sqlalchemy import func, select, update
 
 from nexus import create_app
 from nexus.database import utcnow
+from nexus.orders.models import Order
 from nexus.payments.models import Payment, PaymentEventAudit
 from nexus.stores.models import Product
-from nexus.users.models import User
-from tests.conftest import STRIPE_WEBHOOK_SECRET, app_environ, free_port, sign_stripe_event
-from tests.factories import PaymentFactory, ProductFactory, StoreFactory
-
-GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000341"
-
-
-def stripe_post(localstripe: str, path: str, **form: str) -> dict:
-    """A call to localstripe as Stripe.js (or the dashboard) would make it."""
-    request = urllib.request.Request(
-        f"{localstripe}{path}",
-        data=urllib.parse.urlencode(form).encode(),
-        headers={"Authorization": "Bearer sk_test_nexus"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = response.read()
-    return json.loads(body) if body else {}
-
-
-def pay_at_stripe(localstripe: str, intent_id: str, card: str = GOOD_CARD) -> None:
-    """What the buyer's browser does with the client secret: a card, then confirm."""
-    card_details = {"card[number]": card, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"}
-    method = stripe_post(localstripe, "/v1/payment_methods", type="card", **card_details)
-    stripe_post(localstripe, f"/v1/payment_intents/{intent_id}", payment_method=method["id"])
-    stripe_post(localstripe, f"/v1/payment_intents/{intent_id}/confirm")
-
-
-def intent_at_stripe(localstripe: str, intent_id: str) -> dict:
-    request = urllib.request.Request(
-        f"{localstripe}/v1/payment_intents/{intent_id}", headers={"Authorization": "Bearer sk_test_nexus"}
-    )
-    with urllib.request.urlopen(request) as response:
-        return json.load(response)
-
-
-def register_webhook(localstripe: str, url: str) -> None:
-    stripe_post(localstripe, "/_config/webhooks/nexus", url=url, secret=STRIPE_WEBHOOK_SECRET)
+from tests.conftest import all_at_once, app_environ, eventually, expire_stale, free_port
+from tests.factories import PaymentFactory
+from tests.stripe_helpers import (
+    DECLINED_CARD,
+    DownWebhook,
+    deliver,
+    intent_at_stripe,
+    intent_event,
+    pay_at_stripe,
+    refund_event,
+    register_webhook,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def webhook(localstripe, live_server) -> Iterator[str]:
+def webhook(localstripe, live_server) -> str:
     """localstripe delivers its signed events to the app's webhook."""
     url = f"{live_server}/api/v1/webhooks/stripe"
     register_webhook(localstripe, url)
     return url
-
-
-def eventually(check, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while not (result := check()):
-        assert time.monotonic() < deadline, "it did not happen in time"
-        time.sleep(0.1)
-    return result
-
-
-@pytest.fixture
-def buyer(sign_in):
-    return sign_in("buyer@example.com")
-
-
-@pytest.fixture
-def teapot(owner, session) -> Product:
-    store = StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
-    return ProductFactory(store=store, price=1500, stock=4)
-
-
-@pytest.fixture
-def order(client, buyer, teapot) -> dict:
-    response = client.post(
-        "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": teapot.id, "quantity": 2}]}
-    )
-    return response.get_json()
 
 
 def start_payment(client, who, order: dict):
@@ -187,10 +132,38 @@ def test_an_order_whose_payment_is_processing_cannot_be_cancelled(client, buyer,
     assert order_as(client, buyer, order)["status"] == "pending_payment"
 
 
-def test_a_payment_whose_start_was_cut_short_is_started_again_with_its_intent(client, buyer, order, session):
-    orphan = PaymentFactory(
+def payment_being_started(order: dict) -> Payment:
+    """A payment row whose PaymentIntent is not made yet (its request is at Stripe, or died there)."""
+    return PaymentFactory(
         order_id=order["id"], user_id=order["buyer_id"], amount=3000, currency="usd", provider_payment_id=None
     )
+
+
+def test_an_order_whose_payment_is_being_started_cannot_be_cancelled_yet(client, buyer, order, teapot, session):
+    payment = payment_being_started(order)
+
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+
+    assert response.status_code == 409
+    assert "being started" in response.get_json()["message"]
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
+    assert session.scalar(select(Payment.status).where(Payment.id == payment.id)) == "pending"
+    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
+
+
+def test_an_order_whose_payment_start_was_abandoned_is_cancelled_with_it(client, buyer, order, teapot, session):
+    payment = payment_being_started(order)
+
+    with time_machine.travel(utcnow() + timedelta(minutes=2)):
+        response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+
+    assert (response.status_code, response.get_json()["status"]) == (200, "cancelled")
+    assert session.scalar(select(Payment.status).where(Payment.id == payment.id)) == "canceled"
+    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 4
+
+
+def test_a_payment_whose_start_was_cut_short_is_started_again_with_its_intent(client, buyer, order, session):
+    orphan = payment_being_started(order)
     assert start_payment(client, buyer, order).status_code == 409  # maybe still being started
 
     with time_machine.travel(utcnow() + timedelta(minutes=2)):
@@ -243,14 +216,9 @@ def test_admins_refund_in_part_then_in_full_through_stripe(client, admin, buyer,
 
 
 def test_the_refund_webhook_after_a_refund_changes_nothing(client, admin, succeeded, session):
-    refund(client, admin, succeeded)
-    charge = {"id": "ch_x", "object": "charge", "payment_intent": succeeded["provider_payment_id"],
-              "amount": 3000, "amount_refunded": 3000, "currency": "usd", "refunded": True}  # fmt: skip
-    payload, signature = sign_stripe_event(
-        {"id": "evt_refund_late", "type": "charge.refunded", "data": {"object": charge}}
-    )
+    assert refund(client, admin, succeeded).status_code == 200
 
-    response = client.post("/api/v1/webhooks/stripe", data=payload, headers={"Stripe-Signature": signature})
+    response = deliver(client, refund_event(succeeded, 3000))
 
     assert response.get_json()["outcome"] == "duplicate"
     assert session.scalar(select(Payment.amount_refunded).where(Payment.id == succeeded["id"])) == 3000
@@ -264,16 +232,56 @@ def test_refunds_are_for_admins_and_succeeded_payments(client, admin, buyer, ord
     assert client.post("/api/v1/admin/payments/999999/refund", headers=admin.headers, json={}).status_code == 404
 
 
-def stripe_down(database_url: str):
-    """A client of the app configured for a Stripe that does not answer."""
+@pytest.fixture
+def paid_without_a_charge(order, session) -> Payment:
+    """A succeeded payment of the order (paid) whose intent localstripe never saw."""
+    session.execute(update(Order).where(Order.id == order["id"]).values(status="paid", paid_at=utcnow()))
+    return PaymentFactory(
+        order_id=order["id"], user_id=order["buyer_id"], amount=3000, currency="usd", status="succeeded"
+    )
+
+
+def payment_row(session, payment: Payment) -> tuple[str, int]:
+    return session.execute(select(Payment.status, Payment.amount_refunded).where(Payment.id == payment.id)).one()
+
+
+def test_without_a_stripe_key_a_refund_is_a_503_and_nothing_changes(
+    client, database_url, admin, paid_without_a_charge, session
+):
+    unconfigured = create_app(app_environ(database_url)).test_client()
+
+    response = refund(unconfigured, admin, {"id": paid_without_a_charge.id})
+
+    assert response.status_code == 503
+    assert "STRIPE_SECRET_KEY" in response.get_json()["message"]
+    assert payment_row(session, paid_without_a_charge) == ("succeeded", 0)
+    assert audit_log(client, admin) == []
+
+
+def test_a_refund_stripe_refuses_is_a_502_and_nothing_changes(
+    client, admin, buyer, order, paid_without_a_charge, session
+):
+    response = refund(client, admin, {"id": paid_without_a_charge.id})
+
+    assert response.status_code == 502
+    assert "Stripe refused" in response.get_json()["message"]
+    assert payment_row(session, paid_without_a_charge) == ("succeeded", 0)
+    assert order_as(client, buyer, order)["status"] == "paid"
+    assert audit_log(client, admin) == []
+
+
+def stripe_down(database_url: str) -> Flask:
+    """The app configured for a Stripe that does not answer."""
     environ = app_environ(
         database_url, STRIPE_SECRET_KEY="sk_test_nexus", STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}"
     )
-    return create_app(environ).test_client()
+    return create_app(environ)
 
 
 def test_when_stripe_is_down_paying_is_a_502_and_nothing_changes(client, database_url, buyer, order, session):
-    response = stripe_down(database_url).post(f"/api/v1/orders/{order['id']}/payment", headers=buyer.headers)
+    response = (
+        stripe_down(database_url).test_client().post(f"/api/v1/orders/{order['id']}/payment", headers=buyer.headers)
+    )
 
     assert response.status_code == 502
     assert "Stripe could not be reached" in response.get_json()["message"]
@@ -282,7 +290,7 @@ def test_when_stripe_is_down_paying_is_a_502_and_nothing_changes(client, databas
 
 
 def test_when_stripe_is_down_a_refund_is_a_502_and_nothing_changes(database_url, admin, succeeded, session):
-    response = refund(stripe_down(database_url), admin, succeeded)
+    response = refund(stripe_down(database_url).test_client(), admin, succeeded)
 
     assert response.status_code == 502
     assert session.scalar(select(Payment.status).where(Payment.id == succeeded["id"])) == "succeeded"
@@ -293,7 +301,9 @@ def test_when_stripe_is_down_cancelling_a_paying_order_is_a_502_and_nothing_chan
 ):
     payment = start_payment(client, buyer, order).get_json()["payment"]
 
-    response = stripe_down(database_url).post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+    response = (
+        stripe_down(database_url).test_client().post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+    )
 
     assert response.status_code == 502
     assert order_as(client, buyer, order)["status"] == "pending_payment"
@@ -310,11 +320,13 @@ def test_without_a_stripe_key_paying_is_a_503(database_url, buyer, order):
 
 
 @pytest.fixture
-def lost_webhooks(localstripe, webhook) -> Iterator[None]:
-    """Stripe's webhooks go nowhere while the test runs."""
-    register_webhook(localstripe, f"http://127.0.0.1:{free_port()}/lost")
-    yield
+def lost_webhooks(localstripe, webhook) -> Iterator[DownWebhook]:
+    """Stripe's webhooks go to an endpoint that is down (it answers 503) while the test runs."""
+    down = DownWebhook()
+    register_webhook(localstripe, down.url)
+    yield down
     register_webhook(localstripe, webhook)
+    down.close()
 
 
 def reconcile(app, *, after_minutes: float) -> str:
@@ -329,7 +341,7 @@ def test_reconcile_settles_a_payment_whose_webhook_was_lost(
 ):
     payment = start_payment(client, buyer, order).get_json()["payment"]
     pay_at_stripe(localstripe, payment["provider_payment_id"])
-    time.sleep(1.5)  # localstripe has tried (and failed) to deliver by now
+    eventually(lambda: lost_webhooks.received("payment_intent.succeeded", payment["provider_payment_id"]))
     assert order_as(client, buyer, order)["status"] == "pending_payment"
 
     assert "0 changed" in reconcile(app, after_minutes=2)  # too recent to chase yet
@@ -340,6 +352,20 @@ def test_reconcile_settles_a_payment_whose_webhook_was_lost(
     audit = session.scalars(select(PaymentEventAudit).where(PaymentEventAudit.payment_id == payment["id"])).one()
     assert (audit.source, audit.outcome) == ("reconcile", "applied")
     assert "checked 0 open payments" in reconcile(app, after_minutes=7)
+
+
+def test_when_stripe_is_down_reconcile_reports_the_payment_unread_and_changes_nothing(
+    client, database_url, buyer, order, session
+):
+    payment = PaymentFactory(order_id=order["id"], user_id=order["buyer_id"], amount=3000, currency="usd")
+
+    output = reconcile(stripe_down(database_url), after_minutes=6)
+
+    assert f"payment {payment.id}: not read from Stripe (Stripe could not be reached" in output
+    assert "checked 1 open payments" in output
+    assert payment_row(session, payment) == ("pending", 0)
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
+    assert session.scalar(select(func.count()).select_from(PaymentEventAudit)) == 0
 
 
 def test_replaying_an_applied_event_changes_nothing_and_is_recorded(
@@ -370,15 +396,7 @@ def test_replaying_an_applied_event_changes_nothing_and_is_recorded(
 
 @pytest.mark.postgres
 def test_eight_pay_requests_at_once_start_one_payment(app, buyer, order, session):
-    start = threading.Barrier(8)
-
-    def pay():
-        client = app.test_client()
-        start.wait()
-        return client.post(f"/api/v1/orders/{order['id']}/payment", headers=buyer.headers)
-
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: pay(), range(8)))
+    answers = all_at_once(app, [lambda c: start_payment(c, buyer, order)] * 8)
 
     statuses = Counter(answer.status_code for answer in answers)
     assert statuses[201] == 1 and set(statuses) <= {200, 201, 409}
@@ -390,15 +408,9 @@ def test_eight_pay_requests_at_once_start_one_payment(app, buyer, order, session
 
 @pytest.mark.postgres
 def test_two_refunds_at_once_take_turns_and_both_count(app, client, admin, buyer, order, succeeded, session):
-    start = threading.Barrier(2)
-
-    def refund_at_once(amount: int):
-        each = app.test_client()
-        start.wait()
-        return refund(each, admin, succeeded, amount=amount)
-
-    with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(refund_at_once, (1000, 2000)))
+    answers = all_at_once(
+        app, [lambda c, amount=amount: refund(c, admin, succeeded, amount=amount) for amount in (1000, 2000)]
+    )
 
     assert [answer.status_code for answer in answers] == [200, 200]
     refunded = session.execute(select(Payment.status, Payment.amount_refunded).where(Payment.id == succeeded["id"]))
@@ -410,13 +422,6 @@ def test_two_refunds_at_once_take_turns_and_both_count(app, client, admin, buyer
     )
 
 
-def expire_stale(app, *, after_minutes: float) -> str:
-    with time_machine.travel(utcnow() + timedelta(minutes=after_minutes)):
-        result = app.test_cli_runner().invoke(args=["orders", "expire-stale"])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def test_expiring_an_order_cancels_its_unconfirmed_payment_at_stripe(app, client, buyer, order, localstripe, session):
     payment = start_payment(client, buyer, order).get_json()["payment"]
 
@@ -424,28 +429,25 @@ def test_expiring_an_order_cancels_its_unconfirmed_payment_at_stripe(app, client
 
     assert order_as(client, buyer, order)["status"] == "expired"
     assert session.scalar(select(Payment.status).where(Payment.id == payment["id"])) == "canceled"
-    with urllib.request.urlopen(
-        urllib.request.Request(
-            f"{localstripe}/v1/payment_intents/{payment['provider_payment_id']}",
-            headers={"Authorization": "Bearer sk_test_nexus"},
-        )
-    ) as intent:
-        assert json.load(intent)["status"] == "canceled"
+    assert intent_at_stripe(localstripe, payment["provider_payment_id"])["status"] == "canceled"
+
+
+def test_when_stripe_cannot_cancel_its_payment_an_order_does_not_expire(
+    client, database_url, buyer, order, teapot, localstripe, session
+):
+    payment = start_payment(client, buyer, order).get_json()["payment"]
+
+    assert "expired 0 orders" in expire_stale(stripe_down(database_url), after_minutes=31)
+
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
+    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
+    assert session.scalar(select(Payment.status).where(Payment.id == payment["id"])) == "pending"
+    assert intent_at_stripe(localstripe, payment["provider_payment_id"])["status"] == "requires_payment_method"
 
 
 def test_an_order_whose_payment_is_processing_does_not_expire(app, client, buyer, order, session):
     payment = start_payment(client, buyer, order).get_json()["payment"]
-    intent = {
-        "id": payment["provider_payment_id"],
-        "object": "payment_intent",
-        "amount": 3000,
-        "currency": "usd",
-        "status": "processing",
-    }
-    payload, signature = sign_stripe_event(
-        {"id": "evt_processing", "type": "payment_intent.processing", "data": {"object": intent}}
-    )
-    client.post("/api/v1/webhooks/stripe", data=payload, headers={"Stripe-Signature": signature})
+    assert deliver(client, intent_event(payment, "processing")).get_json()["outcome"] == "applied"
 
     assert "expired 0 orders" in expire_stale(app, after_minutes=31)
     assert order_as(client, buyer, order)["status"] == "pending_payment"

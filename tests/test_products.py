@@ -132,6 +132,20 @@ def test_a_patch_to_a_taken_sku_is_a_conflict_and_changes_nothing(client, owner,
     assert client.get(f"/api/v1/products/{product['id']}").get_json() == product
 
 
+def test_an_unknown_product_is_404_to_read_change_or_remove(client, owner, store):
+    add_product(client, owner, store)
+    url = "/api/v1/products/999999"
+
+    for response in (
+        client.get(url),
+        client.get(url, headers=owner.headers),
+        client.patch(url, headers=owner.headers, json={"price": 1}),
+        client.delete(url, headers=owner.headers),
+    ):
+        assert response.status_code == 404, response.request.method
+        assert response.get_json()["code"] == 404
+
+
 def test_others_may_not_change_or_remove_a_product(client, owner, stranger, store):
     product = add_product(client, owner, store).get_json()
     hidden = add_product(client, owner, store, is_active=False).get_json()

@@ -9,8 +9,8 @@ import pytest
 import time_machine
 
 from nexus.users.models import User
-from tests.conftest import sign_stripe_event
 from tests.factories import PaymentFactory, ProductFactory, StoreFactory
+from tests.stripe_helpers import deliver, intent_event, refund_event
 
 COLUMNS = ["order_id", "created_at", "paid_at", "status", "item_count", "subtotal", "total", "currency"]
 MARCH = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
@@ -18,14 +18,9 @@ MARCH = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
 
 @pytest.fixture
 def teapots(owner, session):
-    """The owner's store's product, at 12.00."""
+    """The owner's store's product, at 12.00, enough for every order a report needs."""
     store = StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
     return ProductFactory(store=store, price=1200, stock=1000)
-
-
-@pytest.fixture
-def buyer(sign_in):
-    return sign_in("buyer@example.com")
 
 
 @pytest.fixture
@@ -50,12 +45,8 @@ def paid(client, buyer, place, session):
         payment = PaymentFactory(
             order_id=order["id"], user_id=order["buyer_id"], amount=order["total"], currency=order["currency"]
         )
-        intent = {"id": payment.provider_payment_id, "amount": order["total"], "currency": order["currency"],
-                  "status": "succeeded"}  # fmt: skip
-        event = {"id": f"evt_{payment.id}", "type": "payment_intent.succeeded", "data": {"object": intent}}
         with time_machine.travel(at, tick=False):
-            payload, signature = sign_stripe_event(event)
-            response = client.post("/api/v1/webhooks/stripe", data=payload, headers={"Stripe-Signature": signature})
+            response = deliver(client, intent_event(payment, "succeeded"))
         assert response.get_json()["outcome"] == "applied"
         return {**client.get(f"/api/v1/orders/{order['id']}", headers=buyer.headers).get_json(), "payment": payment}
 
@@ -145,12 +136,8 @@ def test_orders_paid_in_the_range_stay_in_as_they_move_on(client, owner, teapots
     fulfilled, refunded = paid(teapots, march(10)), paid(teapots, march(11))
     moved = client.post(f"/api/v1/orders/{fulfilled['id']}/status", headers=owner.headers, json={"status": "fulfilled"})
     assert moved.status_code == 200
-    charge = {"id": "ch_1", "object": "charge", "payment_intent": refunded["payment"].provider_payment_id,
-              "amount": 1200, "amount_refunded": 1200, "currency": "usd", "refunded": True}  # fmt: skip
-    payload, signature = sign_stripe_event({"id": "evt_refund", "type": "charge.refunded", "data": {"object": charge}})
-    assert (
-        client.post("/api/v1/webhooks/stripe", data=payload, headers={"Stripe-Signature": signature}).status_code == 200
-    )
+    refund = deliver(client, refund_event(refunded["payment"], 1200))
+    assert (refund.status_code, refund.get_json()["outcome"]) == (200, "applied")
 
     report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
 

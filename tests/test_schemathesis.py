@@ -28,10 +28,10 @@ from nexus.database import utcnow
 from nexus.extensions import db
 from nexus.orders.models import Order
 from nexus.users.models import User
-from tests.conftest import app_environ, sign_stripe_event
+from tests.conftest import app_environ
 from tests.factories import AdminFactory, ProductFactory, StoreFactory, UserFactory
+from tests.stripe_helpers import WEBHOOK, deliver, ignored_event
 
-WEBHOOK = "/api/v1/webhooks/stripe"
 CUSTOMER, ADMIN = 1, 2
 # Tables are emptied and identities restarted after every test, so the market below gets the
 # same ids each time (it checks so); path ids are drawn from these half the time.
@@ -107,13 +107,12 @@ def market(client, session, bearer_for) -> None:
     # Paid with no Stripe charge behind it: refunding a payment localstripe never charged is a 502.
     session.execute(update(Order).where(Order.id == 2).values(status="paid", paid_at=utcnow()))
     session.commit()
-    payload, signature = sign_stripe_event({"id": "evt_1", "type": "customer.created", "data": {"object": {}}})
-    assert client.post(WEBHOOK, data=payload, headers={"Stripe-Signature": signature}).status_code == 200
+    assert deliver(client, ignored_event("evt_1")).status_code == 200
     report = client.post(
         f"/api/v1/stores/{own.id}/reports", headers=buyer, json={"date_from": "2026-01-01", "date_to": "2026-12-31"}
     )
     assert (customer.id, seller.id, own.id, theirs.id, report.get_json()["id"]) == (CUSTOMER, 3, 1, 2, 1)
-    assert [order.get_json()["id"] for order in orders] == IDS["order_id"]
+    assert [(order.status_code, order.get_json()["id"]) for order in orders] == [(201, n) for n in IDS["order_id"]]
 
 
 def call_as(user_id: int, case, app: Flask) -> None:

@@ -5,6 +5,7 @@ from sqlalchemy import update
 
 from nexus.users.models import User
 from tests.factories import StoreFactory, UserFactory
+from tests.pages import walk
 
 STORES = "/api/v1/stores"
 
@@ -155,12 +156,6 @@ def test_the_store_list_searches_names_case_insensitively_and_literally(client, 
 def test_the_store_list_pages_through_every_store_once(client, session):
     stores = [StoreFactory() for _ in range(7)]
 
-    seen, cursor = [], None
-    while True:
-        body = client.get(STORES, query_string={"limit": 3, **({"cursor": cursor} if cursor else {})}).get_json()
-        seen += [s["id"] for s in body["items"]]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            break
+    seen = [store["id"] for store in walk(client, STORES, limit=3)]
 
     assert seen == sorted((s.id for s in stores), reverse=True)
