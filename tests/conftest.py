@@ -322,9 +322,14 @@ def all_at_once(app: Flask, calls: list[Callable[[FlaskClient], object]]) -> lis
         return list(pool.map(run, calls))
 
 
-def expire_stale(app: Flask, *, after_minutes: float) -> str:
-    """The output of `flask orders expire-stale` run `after_minutes` from now (it must succeed)."""
+def run_command(app: Flask, *args: str, after_minutes: float, exit_code: int = 0) -> str:
+    """The output of `flask ARGS...` run `after_minutes` from now, which exits with `exit_code`."""
     with time_machine.travel(utcnow() + timedelta(minutes=after_minutes)):
-        result = app.test_cli_runner().invoke(args=["orders", "expire-stale"])
-    assert result.exit_code == 0, result.output
+        result = app.test_cli_runner().invoke(args=list(args))
+    assert result.exit_code == exit_code, result.output
     return result.output
+
+
+def expire_stale(app: Flask, *, after_minutes: float, exit_code: int = 0) -> str:
+    """The output of `flask orders expire-stale` run `after_minutes` from now."""
+    return run_command(app, "orders", "expire-stale", after_minutes=after_minutes, exit_code=exit_code)

@@ -19,6 +19,7 @@ from nexus.payments.models import Payment
 STRIPE_WEBHOOK_SECRET = "whsec_nexus_tests"
 WEBHOOK = "/api/v1/webhooks/stripe"
 GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000341"
+THREE_D_SECURE_CARD = "4000002760003184"  # always asks the buyer to authenticate
 
 
 # --- signed events --------------------------------------------------------------------------
@@ -119,12 +120,21 @@ def stripe_post(localstripe: str, path: str, **form: str) -> dict:
     return json.loads(body) if body else {}
 
 
-def pay_at_stripe(localstripe: str, intent_id: str, card: str = GOOD_CARD) -> None:
-    """What the buyer's browser does with the client secret: a card, then confirm."""
+def pay_at_stripe(localstripe: str, intent_id: str, card: str = GOOD_CARD) -> dict:
+    """What the buyer's browser does with the client secret: a card, then confirm; the intent."""
     card_details = {"card[number]": card, "card[exp_month]": "12", "card[exp_year]": "2034", "card[cvc]": "123"}
     method = stripe_post(localstripe, "/v1/payment_methods", type="card", **card_details)
     stripe_post(localstripe, f"/v1/payment_intents/{intent_id}", payment_method=method["id"])
-    stripe_post(localstripe, f"/v1/payment_intents/{intent_id}/confirm")
+    return stripe_post(localstripe, f"/v1/payment_intents/{intent_id}/confirm")
+
+
+def fail_authentication_at_stripe(localstripe: str, intent_id: str, client_secret: str) -> None:
+    """A card that asks for 3-D Secure, and the buyer failing it: the intent is declined and
+    waits for another payment method."""
+    assert pay_at_stripe(localstripe, intent_id, card=THREE_D_SECURE_CARD)["status"] == "requires_action"
+    stripe_post(
+        localstripe, f"/v1/payment_intents/{intent_id}/_authenticate", client_secret=client_secret, success="false"
+    )
 
 
 def intent_at_stripe(localstripe: str, intent_id: str) -> dict:

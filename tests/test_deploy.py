@@ -10,14 +10,19 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
-from tests.conftest import free_port
+from nexus.database import utcnow
+from nexus.orders.models import Order
+from nexus.payments.models import Payment
+from tests.conftest import eventually, free_port
+from tests.stripe_helpers import DownWebhook, intent_at_stripe, pay_at_stripe, register_webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINT = yaml.safe_load((ROOT / "render.yaml").read_text())
@@ -28,6 +33,7 @@ CRON = CRONS["flask --app wsgi orders expire-stale"]
 RECONCILE = CRONS["flask --app wsgi payments reconcile"]
 # Stand-ins for what Render fills in: generated secrets, dashboard values, linked resources.
 DASHBOARD_VALUES = {
+    "STRIPE_SECRET_KEY": "sk_test_nexus",
     "CORS_ALLOWED_ORIGINS": "https://shop.example.com",
     "MAIL_SERVER": "smtp.example.com",
     "MAIL_DEFAULT_SENDER": "Nexus <no-reply@example.com>",
@@ -57,11 +63,14 @@ def blueprint_environ(database_url: str, service: dict = WEB) -> dict[str, str]:
     return environ
 
 
-def run_blueprint_command(service: dict, command: str, database_url: str) -> subprocess.CompletedProcess:
-    """Run one of the Blueprint's commands for `service` as Render would, with this venv's tools."""
+def run_blueprint_command(
+    service: dict, command: str, database_url: str, *, stripe: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run one of the Blueprint's commands for `service` as Render would, with this venv's tools;
+    `stripe` stands in for Stripe's address (localstripe), nothing else is added."""
     argv = shlex.split(command)
     argv[0] = str(Path(sys.executable).parent / argv[0])
-    environ = blueprint_environ(database_url, service)
+    environ = {**blueprint_environ(database_url, service), **({"STRIPE_API_BASE": stripe} if stripe else {})}
     return subprocess.run(argv, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
 
 
@@ -136,10 +145,69 @@ def test_the_cron_jobs_run_on_schedule():
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     ("cron", "says"),
-    [(CRON, "expired 0 orders unpaid for over 30 minutes"), (RECONCILE, "checked 0 open payments")],
+    [(CRON, "expired 0 orders unpaid for over 30 minutes"), (RECONCILE, "checked 0 payments")],
 )
 def test_the_cron_jobs_run_with_their_blueprint_environment(database_url, cron, says):
     result = run_blueprint_command(cron, cron["startCommand"], database_url)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert says in result.stdout
+
+
+def paying_order(client, buyer, order: dict, session, *, quiet_for_minutes: int) -> dict:
+    """The order with its payment started (an open intent at localstripe), both as if made
+    `quiet_for_minutes` ago; the payment."""
+    payment = client.post(f"/api/v1/orders/{order['id']}/payment", headers=buyer.headers).get_json()["payment"]
+    then = utcnow() - timedelta(minutes=quiet_for_minutes)
+    session.execute(update(Order).where(Order.id == order["id"]).values(created_at=then))
+    session.execute(update(Payment).where(Payment.id == payment["id"]).values(updated_at=then))
+    return payment
+
+
+@pytest.mark.postgres
+def test_the_expire_cron_with_its_blueprint_environment_expires_an_order_and_cancels_its_intent(
+    database_url, localstripe, client, buyer, order, session
+):
+    payment = paying_order(client, buyer, order, session, quiet_for_minutes=31)
+
+    result = run_blueprint_command(CRON, CRON["startCommand"], database_url, stripe=localstripe)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "expired 1 orders" in result.stdout
+    assert session.scalar(select(Order.status).where(Order.id == order["id"])) == "expired"
+    assert intent_at_stripe(localstripe, payment["provider_payment_id"])["status"] == "canceled"
+
+
+@pytest.mark.postgres
+def test_the_reconcile_cron_with_its_blueprint_environment_settles_a_payment_whose_webhook_was_lost(
+    database_url, localstripe, client, buyer, order, session
+):
+    lost = DownWebhook()
+    register_webhook(localstripe, lost.url)
+    try:
+        payment = paying_order(client, buyer, order, session, quiet_for_minutes=6)
+        pay_at_stripe(localstripe, payment["provider_payment_id"])
+        eventually(lambda: lost.received("payment_intent.succeeded", payment["provider_payment_id"]))
+
+        result = run_blueprint_command(RECONCILE, RECONCILE["startCommand"], database_url, stripe=localstripe)
+    finally:
+        lost.close()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"payment {payment['id']}: payment_intent.succeeded applied" in result.stdout
+    assert session.scalar(select(Order.status).where(Order.id == order["id"])) == "paid"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("cron", [CRON, RECONCILE], ids=["expire", "reconcile"])
+def test_a_cron_that_cannot_reach_stripe_logs_each_item_goes_on_and_exits_1(
+    database_url, cron, client, buyer, order, session
+):
+    paying_order(client, buyer, order, session, quiet_for_minutes=31)
+
+    result = run_blueprint_command(cron, cron["startCommand"], database_url, stripe=f"http://127.0.0.1:{free_port()}")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 could not be" in result.stdout
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(entry["level"] == "ERROR" and "Stripe could not be reached" in entry["message"] for entry in logged)

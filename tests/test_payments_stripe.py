@@ -3,27 +3,30 @@
 app served on a local port, and the order is paid. Also refunds, reconciliation, replays,
 Stripe being down, and races."""
 
+import json
 import urllib.error
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 import time_machine
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from nexus import create_app
 from nexus.database import utcnow
 from nexus.orders.models import Order
 from nexus.payments.models import Payment, PaymentEventAudit
 from nexus.stores.models import Product
-from tests.conftest import all_at_once, app_environ, eventually, expire_stale, free_port
+from tests.conftest import all_at_once, app_environ, eventually, expire_stale, free_port, run_command
 from tests.factories import PaymentFactory
 from tests.stripe_helpers import (
     DECLINED_CARD,
     DownWebhook,
     deliver,
+    fail_authentication_at_stripe,
     intent_at_stripe,
     intent_event,
     pay_at_stripe,
@@ -258,15 +261,27 @@ def test_without_a_stripe_key_a_refund_is_a_503_and_nothing_changes(
     assert audit_log(client, admin) == []
 
 
-def test_a_refund_stripe_refuses_is_a_502_and_nothing_changes(
-    client, admin, buyer, order, paid_without_a_charge, session
+def test_a_refund_stripe_refuses_is_a_409_with_its_reason_and_the_payment_is_read_back(
+    client, admin, buyer, order, localstripe, session
 ):
-    response = refund(client, admin, {"id": paid_without_a_charge.id})
+    payment = start_payment(client, buyer, order).get_json()["payment"]
+    with pytest.raises(urllib.error.HTTPError):
+        pay_at_stripe(localstripe, payment["provider_payment_id"], card=DECLINED_CARD)
+    eventually(lambda: order_as(client, buyer, order)["payment_status"] == "failed")
+    # A success Stripe never had (a forged or mistaken event, signed with our secret): we think it paid.
+    assert deliver(client, intent_event(payment, "succeeded")).get_json()["outcome"] == "applied"
 
-    assert response.status_code == 502
-    assert "Stripe refused" in response.get_json()["message"]
-    assert payment_row(session, paid_without_a_charge) == ("succeeded", 0)
-    assert order_as(client, buyer, order)["status"] == "paid"
+    response = refund(client, admin, payment)
+
+    assert response.status_code == 409
+    assert response.get_json()["message"] == "Stripe refused to refund the payment: Cannot refund a failed payment."
+    assert payment_row(session, Payment(id=payment["id"])) == ("succeeded", 0)
+    read_back = session.scalars(
+        select(PaymentEventAudit).where(
+            PaymentEventAudit.payment_id == payment["id"], PaymentEventAudit.source == "reconcile"
+        )
+    ).one()
+    assert read_back.type == "payment_intent.payment_failed"
     assert audit_log(client, admin) == []
 
 
@@ -329,11 +344,8 @@ def lost_webhooks(localstripe, webhook) -> Iterator[DownWebhook]:
     down.close()
 
 
-def reconcile(app, *, after_minutes: float) -> str:
-    with time_machine.travel(utcnow() + timedelta(minutes=after_minutes)):
-        result = app.test_cli_runner().invoke(args=["payments", "reconcile"])
-    assert result.exit_code == 0, result.output
-    return result.output
+def reconcile(app, *, after_minutes: float, exit_code: int = 0) -> str:
+    return run_command(app, "payments", "reconcile", after_minutes=after_minutes, exit_code=exit_code)
 
 
 def test_reconcile_settles_a_payment_whose_webhook_was_lost(
@@ -351,7 +363,7 @@ def test_reconcile_settles_a_payment_whose_webhook_was_lost(
     assert order_as(client, buyer, order)["status"] == "paid"
     audit = session.scalars(select(PaymentEventAudit).where(PaymentEventAudit.payment_id == payment["id"])).one()
     assert (audit.source, audit.outcome) == ("reconcile", "applied")
-    assert "checked 0 open payments" in reconcile(app, after_minutes=7)
+    assert "checked 0 payments" in reconcile(app, after_minutes=7)
 
 
 def test_when_stripe_is_down_reconcile_reports_the_payment_unread_and_changes_nothing(
@@ -359,10 +371,10 @@ def test_when_stripe_is_down_reconcile_reports_the_payment_unread_and_changes_no
 ):
     payment = PaymentFactory(order_id=order["id"], user_id=order["buyer_id"], amount=3000, currency="usd")
 
-    output = reconcile(stripe_down(database_url), after_minutes=6)
+    output = reconcile(stripe_down(database_url), after_minutes=6, exit_code=1)
 
     assert f"payment {payment.id}: not read from Stripe (Stripe could not be reached" in output
-    assert "checked 1 open payments" in output
+    assert "checked 1 payments" in output and "1 could not be read" in output
     assert payment_row(session, payment) == ("pending", 0)
     assert order_as(client, buyer, order)["status"] == "pending_payment"
     assert session.scalar(select(func.count()).select_from(PaymentEventAudit)) == 0
@@ -437,7 +449,9 @@ def test_when_stripe_cannot_cancel_its_payment_an_order_does_not_expire(
 ):
     payment = start_payment(client, buyer, order).get_json()["payment"]
 
-    assert "expired 0 orders" in expire_stale(stripe_down(database_url), after_minutes=31)
+    output = expire_stale(stripe_down(database_url), after_minutes=31, exit_code=1)
+
+    assert "expired 0 orders" in output and "1 could not be expired" in output
 
     assert order_as(client, buyer, order)["status"] == "pending_payment"
     assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
@@ -451,3 +465,151 @@ def test_an_order_whose_payment_is_processing_does_not_expire(app, client, buyer
 
     assert "expired 0 orders" in expire_stale(app, after_minutes=31)
     assert order_as(client, buyer, order)["status"] == "pending_payment"
+
+
+# --- a declined card stays payable, as at Stripe ----------------------------------------------
+
+
+def declined_at_stripe(client, buyer, order: dict, localstripe: str) -> tuple[dict, str]:
+    """The order's payment, its first card declined at Stripe: `(payment, client secret)`. The
+    card fails 3-D Secure, which leaves the intent payable with another card, and Stripe's
+    `payment_intent.payment_failed` is delivered (localstripe keeps a card decline's intent
+    unpayable, which Stripe does not, and sends no event for a failed authentication)."""
+    started = start_payment(client, buyer, order).get_json()
+    payment, secret = started["payment"], started["client_secret"]
+    fail_authentication_at_stripe(localstripe, payment["provider_payment_id"], secret)
+    decline = intent_event(payment, "requires_payment_method", event_type="payment_failed")
+    assert deliver(client, decline).get_json()["outcome"] == "applied"
+    assert order_as(client, buyer, order)["payment_status"] == "failed"
+    return payment, secret
+
+
+def test_a_declined_card_then_another_card_on_the_same_intent_pays_the_order(client, buyer, order, localstripe):
+    payment, _ = declined_at_stripe(client, buyer, order, localstripe)
+
+    pay_at_stripe(localstripe, payment["provider_payment_id"])  # Stripe.js: another card, the same client secret
+
+    settled = eventually(lambda: (o := order_as(client, buyer, order))["status"] == "paid" and o)
+    assert settled["payment_status"] == "succeeded"
+
+
+def test_cancelling_an_order_after_a_decline_cancels_the_declined_intent_at_stripe(
+    client, buyer, order, localstripe, session
+):
+    payment, _ = declined_at_stripe(client, buyer, order, localstripe)
+
+    response = client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+
+    assert (response.status_code, response.get_json()["status"]) == (200, "cancelled")
+    assert intent_at_stripe(localstripe, payment["provider_payment_id"])["status"] == "canceled"
+    assert session.scalar(select(Payment.status).where(Payment.id == payment["id"])) == "canceled"
+    with pytest.raises(urllib.error.HTTPError):  # the page still holding the secret pays nothing
+        pay_at_stripe(localstripe, payment["provider_payment_id"])
+
+
+def test_expiring_an_order_after_a_decline_cancels_the_declined_intent_at_stripe(
+    app, client, buyer, order, localstripe, session
+):
+    payment, _ = declined_at_stripe(client, buyer, order, localstripe)
+
+    assert "expired 1 orders" in expire_stale(app, after_minutes=31)
+
+    assert order_as(client, buyer, order)["status"] == "expired"
+    assert intent_at_stripe(localstripe, payment["provider_payment_id"])["status"] == "canceled"
+    assert session.scalar(select(Payment.status).where(Payment.id == payment["id"])) == "canceled"
+
+
+def test_reconcile_settles_a_declined_payment_another_card_paid_while_webhooks_were_lost(
+    app, client, buyer, order, localstripe, lost_webhooks
+):
+    payment, _ = declined_at_stripe(client, buyer, order, localstripe)
+    pay_at_stripe(localstripe, payment["provider_payment_id"])
+    eventually(lambda: lost_webhooks.received("payment_intent.succeeded", payment["provider_payment_id"]))
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
+
+    output = reconcile(app, after_minutes=6)
+
+    assert f"payment {payment['id']}: payment_intent.succeeded applied" in output
+    assert order_as(client, buyer, order)["status"] == "paid"
+
+
+# --- paying and cancelling at the same moment, on Postgres ------------------------------------
+
+
+def wait_for_lock_waits(test_engine, count: int) -> None:
+    """Until `count` sessions of the app wait for a row lock."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    with test_engine.connect() as connection:
+        eventually(lambda: connection.execute(query).scalar() >= count)
+
+
+@pytest.mark.postgres
+def test_a_cancel_racing_a_payment_start_never_leaves_a_payable_intent_for_a_cancelled_order(
+    app, buyer, order, localstripe, test_engine, session
+):
+    holder = test_engine.connect().execution_options(isolation_level="READ COMMITTED")
+    with holder, ThreadPoolExecutor(max_workers=2) as pool:
+        hold = holder.begin()  # both requests queue behind this lock on the order, then go at once
+        holder.execute(text("SELECT id FROM orders WHERE id = :id FOR UPDATE"), {"id": order["id"]})
+        paying = pool.submit(start_payment, app.test_client(), buyer, order)
+        wait_for_lock_waits(test_engine, 1)
+        cancelling = pool.submit(
+            lambda: app.test_client().post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+        )
+        wait_for_lock_waits(test_engine, 2)
+        hold.rollback()
+        paid, cancelled = paying.result(timeout=30), cancelling.result(timeout=30)
+
+    assert {paid.status_code, cancelled.status_code} <= {200, 201, 409}
+    status = session.scalar(select(Order.status).where(Order.id == order["id"]))
+    assert status == ("cancelled" if cancelled.status_code == 200 else "pending_payment")
+    if status == "cancelled" and paid.status_code in (200, 201):
+        intent = paid.get_json()["payment"]["provider_payment_id"]
+        assert intent_at_stripe(localstripe, intent)["status"] == "canceled", "a live secret for a cancelled order"
+    for intent in session.scalars(select(Payment.provider_payment_id).where(Payment.provider_payment_id.is_not(None))):
+        live = intent_at_stripe(localstripe, intent)["status"] != "canceled"
+        assert not (live and status == "cancelled")
+
+
+# --- client secrets are handed to the buyer only ------------------------------------------------
+
+
+def redeliver(client, events: list[dict]) -> None:
+    """Deliver again, signed, what Stripe sent while the webhook was down (Stripe's retries)."""
+    for event in events:
+        assert deliver(client, event).status_code == 200
+
+
+def test_no_client_secret_is_stored_or_shown_to_admins(
+    app, client, admin, buyer, order, localstripe, lost_webhooks, session
+):
+    started = start_payment(client, buyer, order).get_json()
+    secret, intent = started["client_secret"], started["payment"]["provider_payment_id"]
+    pay_at_stripe(localstripe, intent)
+    eventually(lambda: lost_webhooks.received("payment_intent.succeeded", intent))
+    reconcile(app, after_minutes=6)  # stores the intent as read from Stripe
+    assert refund(client, admin, started["payment"], amount=1000).status_code == 200
+    redeliver(client, list(lost_webhooks.events))  # Stripe's own payload, which carries the secret
+
+    stored = [json.dumps(payload) for payload in session.scalars(select(PaymentEventAudit.payload))]
+    assert len(stored) == 2 and any('"client_secret"' in json.dumps(e) for e in lost_webhooks.events)
+    assert not [payload for payload in stored if secret in payload or "client_secret" in payload]
+    payment_id, event_ids = started["payment"]["id"], session.scalars(select(PaymentEventAudit.id)).all()
+    answers = [
+        client.get(path, headers=admin.headers)
+        for path in (
+            "/api/v1/admin/payments",
+            f"/api/v1/admin/payments/{payment_id}",
+            "/api/v1/admin/payment-events",
+            "/api/v1/admin/orders",
+            "/api/v1/admin/audit-log",
+            f"/api/v1/orders/{order['id']}",
+        )
+    ] + [
+        client.post(f"/api/v1/admin/payment-events/{event_id}/replay", headers=admin.headers) for event_id in event_ids
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.request.path
+        assert secret not in answer.get_data(as_text=True) and "client_secret" not in answer.get_data(as_text=True)

@@ -185,14 +185,44 @@ def test_a_failed_payment_leaves_the_order_waiting_for_another_try(client, payme
     assert state(session, payment, order) == ("failed", "pending_payment")
 
 
-def test_a_success_after_a_failure_is_an_anomaly(client, payment, order, session):
+def declined(client, payment: Payment) -> None:
+    """Stripe declined the buyer's card: the intent stays payable with another card."""
     failed = intent_event(payment, "requires_payment_method", event_type="payment_failed")
     assert deliver(client, failed).get_json()["outcome"] == "applied"
+
+
+def test_a_success_after_a_decline_pays_the_order(client, payment, order, session):
+    declined(client, payment)
+
+    retried = deliver(client, intent_event(payment, "succeeded"))  # another card on the same intent
+
+    assert retried.get_json()["outcome"] == "applied"
+    assert state(session, payment, order) == ("succeeded", "paid")
+
+
+def test_a_decline_then_processing_then_success_is_applied_in_turn(client, payment, order, session):
+    declined(client, payment)
+
+    assert deliver(client, intent_event(payment, "processing")).get_json()["outcome"] == "applied"
+    assert state(session, payment, order) == ("processing", "pending_payment")
+    assert deliver(client, intent_event(payment, "succeeded")).get_json()["outcome"] == "applied"
+    assert state(session, payment, order) == ("succeeded", "paid")
+
+
+def test_a_declined_intent_canceled_at_stripe_cancels_the_payment(client, payment, order, session):
+    declined(client, payment)
+
+    assert deliver(client, intent_event(payment, "canceled")).get_json()["outcome"] == "applied"
+    assert state(session, payment, order) == ("canceled", "pending_payment")
+
+
+def test_a_success_after_a_cancel_is_an_anomaly(client, payment, order, session):
+    assert deliver(client, intent_event(payment, "canceled")).get_json()["outcome"] == "applied"
 
     late = deliver(client, intent_event(payment, "succeeded"))
 
     assert late.get_json()["outcome"] == "anomaly"
-    assert state(session, payment, order) == ("failed", "pending_payment")
+    assert state(session, payment, order) == ("canceled", "pending_payment")
 
 
 def test_a_canceled_intent_cancels_the_payment(client, payment, order, session):
@@ -255,12 +285,18 @@ def test_a_refund_that_arrives_before_the_success_settles_both(client, payment, 
     assert state(session, payment, order) == ("refunded", "refunded")
 
 
-def test_a_refund_of_a_failed_payment_is_an_anomaly(client, payment, order, session):
-    failed = intent_event(payment, "requires_payment_method", event_type="payment_failed")
-    assert deliver(client, failed).get_json()["outcome"] == "applied"
+def test_a_refund_of_a_canceled_payment_is_an_anomaly(client, payment, order, session):
+    assert deliver(client, intent_event(payment, "canceled")).get_json()["outcome"] == "applied"
 
     assert deliver(client, refund_event(payment, 3000)).get_json()["outcome"] == "anomaly"
-    assert state(session, payment, order) == ("failed", "pending_payment")
+    assert state(session, payment, order) == ("canceled", "pending_payment")
+
+
+def test_a_refund_of_a_declined_payment_settles_its_later_success_first(client, payment, order, session):
+    declined(client, payment)
+
+    assert deliver(client, refund_event(payment, 1000)).get_json()["outcome"] == "applied"
+    assert state(session, payment, order) == ("partially_refunded", "paid")
 
 
 # --- failures and races, on Postgres -------------------------------------------------------

@@ -1,6 +1,7 @@
 """The admin console: find and change users, follow payments and their webhook trail, refund,
 see the numbers. Every write an admin makes here is recorded in `admin_audit_log`."""
 
+import logging
 from functools import cache
 from typing import Any
 
@@ -13,12 +14,13 @@ from nexus.errors import Invalid, NotFound
 from nexus.extensions import db
 from nexus.orders.models import Order
 from nexus.pagination import newest_first, page_of_rows, paginate, rows_where
+from nexus.payments import gateway, webhooks
 from nexus.payments import service as payments
-from nexus.payments import webhooks
 from nexus.payments.models import Payment, PaymentEventAudit, PaymentStatus
 from nexus.stores.models import Product, Store
 from nexus.users.models import Role, User
 
+log = logging.getLogger(__name__)
 users = User.__table__
 
 
@@ -106,13 +108,29 @@ def list_payment_events(*, limit: int, cursor: str | None = None, **filters: Any
 
 
 def refund(actor: User, payment_id: int, amount: int | None) -> Payment:
-    """Refund through Stripe; the refund and its audit entry commit together."""
+    """Refund through Stripe; the refund and its audit entry commit together. If Stripe refuses
+    (it holds another state than ours: refunded elsewhere, never paid), the payment is read back
+    from Stripe so ours catches up, and the refusal is the answer."""
     payment = payments.locked_payment(payment_id)
     before = _snapshot(payment, "status", "amount_refunded")
-    payments.refund(payment, amount)
+    try:
+        payments.refund(payment, amount)
+    except gateway.StripeRefused:
+        db.session.rollback()
+        _read_back(payment_id)
+        raise
     record(actor, "payment.refund", payment, before, _snapshot(payment, "status", "amount_refunded"))
     db.session.commit()
     return payment
+
+
+def _read_back(payment_id: int) -> None:
+    """Catch up with Stripe's state of a payment, if Stripe can be read now (else the reconcile cron will)."""
+    try:
+        webhooks.reconcile(payment_id)
+    except gateway.PaymentGatewayError as error:
+        db.session.rollback()
+        log.warning("payment %s not read back from Stripe: %s", payment_id, error.message)
 
 
 def replay(actor: User, event_id: int) -> PaymentEventAudit:

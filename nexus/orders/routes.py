@@ -66,7 +66,7 @@ class CancelOrder(MethodView):
     def post(self, order_id):
         """Cancel an unpaid order and its Stripe payment (buyer, store owner, admin); its stock goes back on sale."""
         order, roles = service.get_order_for(get_current_user(), order_id)
-        return payments.withdraw(order, OrderStatus.CANCELLED, roles)
+        return payments.withdraw(order.id, OrderStatus.CANCELLED, roles)
 
 
 @blp.route("/orders/<id:order_id>/status")

@@ -229,6 +229,17 @@ def get_order_for(user: User, order_id: int) -> tuple[Order, set[str]]:
     return order, roles
 
 
+def lock_order(order_id: int) -> Order:
+    """The order, freshly read, its row locked until the caller's transaction ends. Whatever
+    changes an order and its payment locks the order first, then the payment: starting a
+    payment, cancelling, expiring and Stripe's news take turns and never deadlock."""
+    statement = select(Order).where(Order.id == order_id).with_for_update().execution_options(populate_existing=True)
+    order = db.session.scalar(statement)
+    if order is None:
+        raise NotFound("No such order.")
+    return order
+
+
 def _restock(order: Order) -> None:
     for item in sorted(order.items, key=lambda item: item.product_id):  # the order stock is reserved in
         db.session.execute(

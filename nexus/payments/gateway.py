@@ -1,8 +1,11 @@
 """The only module that talks to Stripe.
 
 Every write carries an idempotency key, so a retried call (ours, or stripe-python's own retry
-after a timeout) never creates a second intent or refund. Any Stripe failure becomes one
-`PaymentGatewayError` (502) with a plain message; nothing of Stripe's leaks further in.
+after a timeout) never creates a second intent or refund. A Stripe that cannot be reached or
+fails (its 5xx) becomes `PaymentGatewayError` (502); a request Stripe refuses (its 4xx: a
+payment it cannot refund, an intent it cannot cancel) becomes `StripeRefused` (409) with
+Stripe's reason. Nothing else of Stripe's leaks further in. Secrets Stripe hands out are
+scrubbed from what we keep (`scrubbed`).
 """
 
 import logging
@@ -19,12 +22,26 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10  # stripe-python waits 80 s by default: a whole worker held up
 WEBHOOK_TOLERANCE_SECONDS = 300
+# Stripe's answers that refuse the request itself (invalid for the object's state, a card
+# declined, no such object). 401/403 (our key) and 429 (slow down) are our failures, not a
+# verdict on the request: they stay 502s.
+REFUSALS = frozenset({400, 402, 404})
 
 
 class PaymentGatewayError(DomainError):
-    """Stripe could not be reached, or refused the request."""
+    """Stripe did not do what we asked: it could not be reached or failed (502), or refused (409)."""
 
     status_code = HTTPStatus.BAD_GATEWAY
+
+
+class StripeRefused(PaymentGatewayError):
+    """Stripe answered, and said no (its 4xx): the request conflicts with the state Stripe holds."""
+
+    status_code = HTTPStatus.CONFLICT
+
+
+# Fields of Stripe objects that hand out a capability: never stored, logged or shown again.
+SECRET_FIELDS = frozenset({"client_secret"})
 
 
 @lru_cache(maxsize=4)
@@ -55,8 +72,13 @@ def _call(action: str, request) -> dict[str, Any]:
         log.warning("stripe unreachable while trying to %s: %s", action, error.__class__.__name__)
         raise PaymentGatewayError(f"Stripe could not be reached to {action}; try again shortly.") from error
     except stripe.StripeError as error:
-        log.warning("stripe refused to %s: %s %s", action, error.__class__.__name__, error.http_status)
-        raise PaymentGatewayError(f"Stripe refused to {action}: {error.user_message or 'see the logs'}.") from error
+        refused = error.http_status in REFUSALS
+        verdict = "refused" if refused else "failed"
+        log.warning("stripe %s to %s: %s %s", verdict, action, type(error).__name__, error.http_status)
+        if refused:
+            reason = (error.user_message or "no reason given").rstrip(".")
+            raise StripeRefused(f"Stripe refused to {action}: {reason}.") from error
+        raise PaymentGatewayError(f"Stripe failed to {action}; try again shortly.") from error
 
 
 def create_intent(*, amount: int, currency: str, order_id: int, payment_id: int) -> dict[str, Any]:
@@ -71,8 +93,10 @@ def create_intent(*, amount: int, currency: str, order_id: int, payment_id: int)
     return _call("start the payment", lambda: _stripe().v1.payment_intents.create(params, options))
 
 
-def retrieve_intent(intent_id: str) -> dict[str, Any]:
-    return _call("read the payment", lambda: _stripe().v1.payment_intents.retrieve(intent_id))
+def retrieve_intent(intent_id: str, *, expand_charge: bool = False) -> dict[str, Any]:
+    """An intent; with `expand_charge`, its `latest_charge` as the charge itself (for refunds)."""
+    params = {"expand": ["latest_charge"]} if expand_charge else None
+    return _call("read the payment", lambda: _stripe().v1.payment_intents.retrieve(intent_id, params))
 
 
 def cancel_intent(intent_id: str) -> dict[str, Any]:
@@ -86,6 +110,15 @@ def refund(*, intent_id: str, amount: int, refunded_before: int) -> dict[str, An
     params = {"payment_intent": intent_id, "amount": amount}
     options = {"idempotency_key": f"nexus-refund-{intent_id}-{refunded_before}-{amount}"}
     return _call("refund the payment", lambda: _stripe().v1.refunds.create(params, options))
+
+
+def scrubbed(value: Any) -> Any:
+    """`value` (a Stripe object or event, as plain data) without its secrets, at any depth."""
+    if isinstance(value, dict):
+        return {key: scrubbed(item) for key, item in value.items() if key not in SECRET_FIELDS}
+    if isinstance(value, list):
+        return [scrubbed(item) for item in value]
+    return value
 
 
 def verify_event(payload: bytes, signature: str | None) -> dict[str, Any]:

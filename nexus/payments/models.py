@@ -22,6 +22,9 @@ class PaymentStatus(StrEnum):
 
 
 OPEN = (PaymentStatus.PENDING, PaymentStatus.PROCESSING)  # money may still move
+# Stripe can still take money on these: a declined intent stays payable (Stripe.js lets the
+# buyer try another card on it) until it is canceled.
+PAYABLE = (*OPEN, PaymentStatus.FAILED)
 
 
 def _sql_list(values) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from nexus.database import utcnow
@@ -19,15 +19,17 @@ from nexus.extensions import db
 from nexus.orders import service as orders
 from nexus.orders.models import Order, OrderStatus
 from nexus.payments import gateway
-from nexus.payments.models import OPEN, EventOutcome, Payment, PaymentStatus
+from nexus.payments.models import OPEN, PAYABLE, EventOutcome, Payment, PaymentStatus
 from nexus.users.models import User
 
 P = PaymentStatus
-# The only moves a payment makes: nothing leaves failed, canceled or refunded, and nothing
-# goes back from succeeded but a refund.
+# The only moves a payment makes, mirroring Stripe's intent: a declined (failed) intent stays
+# payable, so it may still be processed, succeed or be canceled; nothing leaves canceled or
+# refunded, and nothing goes back from succeeded but a refund.
 PAYMENT_MOVES: dict[P, set[P]] = {
     P.PENDING: {P.PROCESSING, P.SUCCEEDED, P.FAILED, P.CANCELED},
     P.PROCESSING: {P.SUCCEEDED, P.FAILED, P.CANCELED},
+    P.FAILED: {P.PROCESSING, P.SUCCEEDED, P.CANCELED},
     P.SUCCEEDED: {P.PARTIALLY_REFUNDED, P.REFUNDED},
     P.PARTIALLY_REFUNDED: {P.PARTIALLY_REFUNDED, P.REFUNDED},
 }
@@ -35,6 +37,7 @@ REFUNDABLE = (P.SUCCEEDED, P.PARTIALLY_REFUNDED)
 # A payment still without its PaymentIntent after this was left by a request that died while
 # Stripe was creating it (the intent, if any, was never handed to a buyer).
 STARTING_TIMEOUT = timedelta(minutes=1)
+BEING_STARTED = "This order's payment is being started; retry in a moment."
 
 
 @dataclass
@@ -49,46 +52,62 @@ class Applied:
 # --- paying ------------------------------------------------------------------------------
 
 
-def _open_payment(order_id: int) -> Payment | None:
-    statuses = [status.value for status in OPEN]
-    return db.session.scalar(select(Payment).where(Payment.order_id == order_id, Payment.status.in_(statuses)))
+def _payable_payment(order_id: int) -> Payment | None:
+    """The order's payment Stripe could still take money on (at most one: a new payment starts
+    only after the last declined intent is canceled), its row locked."""
+    statement = (
+        select(Payment)
+        .where(Payment.order_id == order_id, Payment.status.in_([status.value for status in PAYABLE]))
+        .order_by(Payment.id.desc())
+        .limit(1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.scalar(statement)
 
 
-def _claim_payment(order: Order) -> Payment | None:
-    """A new open payment for the order, or None if a simultaneous request made one first."""
-    try:
-        with db.session.begin_nested():
-            payment = Payment(order_id=order.id, user_id=order.buyer_id, amount=order.total, currency=order.currency)
-            db.session.add(payment)
-    except IntegrityError:  # the partial unique index: one open payment per order
-        db.session.rollback()
-        return None
-    db.session.commit()
-    return payment
+def _cancel_at_stripe(payment: Payment) -> None:
+    """Cancel the payment's intent at Stripe and record it, so no page holding its secret can pay it."""
+    apply_intent(gateway.cancel_intent(payment.provider_payment_id), P.CANCELED)
 
 
 def start_payment(buyer: User, order_id: int) -> tuple[Payment, str, bool]:
     """The order's open payment and its client secret, creating both if there is none:
-    `(payment, client_secret, created)`. Never two live intents for one order."""
+    `(payment, client_secret, created)`. Never two payable intents for one order, and none for
+    an order a cancel or expiry took meanwhile (both lock the order row first)."""
     order, roles = orders.get_order_for(buyer, order_id)
     if orders.BUYER not in roles:
         raise Forbidden("Only the buyer pays for an order.")
-    if order.status != OrderStatus.PENDING_PAYMENT:
-        raise Conflict(f"The order is {order.status}; only an unpaid order can be paid.")
     if not gateway.configured():
         raise ServiceUnavailable("Payments are not configured: set STRIPE_SECRET_KEY.")
-    payment = _open_payment(order.id)
+    order = orders.lock_order(order.id)
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        raise Conflict(f"The order is {order.status}; only an unpaid order can be paid.")
+    payment = _payable_payment(order.id)
+    if payment is not None and P(payment.status) is P.FAILED:
+        _cancel_at_stripe(payment)  # declined: a new payment replaces it
+        payment = None
     if payment is None:
-        _close_failed_intent(order.id)
-        payment = _claim_payment(order)
-        if payment is not None:
-            return _create_intent(payment, new=True)
-        payment = _open_payment(order.id)  # a simultaneous request started it
-    if payment is not None and payment.provider_payment_id is None and _abandoned(payment):
+        return _create_intent(_new_payment(order), new=True)
+    if payment.provider_payment_id is None:
+        if not _abandoned(payment):
+            raise Conflict(BEING_STARTED)
         return _create_intent(payment, new=False)
-    if payment is None or payment.provider_payment_id is None:
-        raise Conflict("This order's payment is being started; retry in a moment.")
+    db.session.commit()
     return payment, gateway.retrieve_intent(payment.provider_payment_id)["client_secret"], False
+
+
+def _new_payment(order: Order) -> Payment:
+    """A payment for the order, committed (releasing the order) before Stripe is asked for its
+    intent, so that a slow Stripe holds no lock; meanwhile a cancel answers "being started"."""
+    payment = Payment(order_id=order.id, user_id=order.buyer_id, amount=order.total, currency=order.currency)
+    db.session.add(payment)
+    try:
+        db.session.commit()
+    except IntegrityError:  # the partial unique index: where row locks do not exist (SQLite), it decides
+        db.session.rollback()
+        raise Conflict(BEING_STARTED) from None
+    return payment
 
 
 def _abandoned(payment: Payment) -> bool:
@@ -104,8 +123,9 @@ def _create_intent(payment: Payment, *, new: bool) -> tuple[Payment, str, bool]:
             amount=payment.amount, currency=payment.currency, order_id=payment.order_id, payment_id=payment.id
         )
     except gateway.PaymentGatewayError:
+        db.session.rollback()
         if new:
-            db.session.delete(payment)
+            db.session.execute(delete(Payment).where(Payment.id == payment.id))
             db.session.commit()
         raise
     payment.provider_payment_id = intent["id"]
@@ -113,74 +133,50 @@ def _create_intent(payment: Payment, *, new: bool) -> tuple[Payment, str, bool]:
     return payment, intent["client_secret"], True
 
 
-def _close_failed_intent(order_id: int) -> None:
-    """Cancel the intent of the order's last failed payment before a new one starts: Stripe
-    leaves a declined intent payable, and the buyer's page may still hold its secret."""
-    failed = db.session.scalar(
-        select(Payment.provider_payment_id)
-        .where(Payment.order_id == order_id, Payment.status == P.FAILED.value)
-        .order_by(Payment.id.desc())
-        .limit(1)
-    )
-    if failed is not None:
-        gateway.cancel_intent(failed)
-
-
-def withdraw(order: Order, to: OrderStatus, roles: set[str]) -> Order:
-    """Cancel or expire an unpaid order, and its payment with it: the open intent is cancelled
-    at Stripe first, so nothing can be paid for an order that is gone. While the payment is
-    processing (money moving) the order stays, a 409; if Stripe cannot cancel it (it was just
-    paid, or Stripe is down) the order stays too, a 502, and the payment's news settles it."""
-    payment = _open_payment(order.id) if order.status == OrderStatus.PENDING_PAYMENT else None
+def withdraw(order_id: int, to: OrderStatus, roles: set[str]) -> Order:
+    """Cancel or expire an unpaid order, and its payment with it: a payable intent (open or
+    declined) is cancelled at Stripe first, so nothing can be paid for an order that is gone.
+    While the payment is processing (money moving) or being started the order stays, a 409; if
+    Stripe cannot cancel it (it was just paid: 409; Stripe is down: 502) the order stays too,
+    and the payment's news settles it."""
+    order = orders.lock_order(order_id)
+    payment = _payable_payment(order.id) if order.status == OrderStatus.PENDING_PAYMENT else None
     if payment is not None and payment.status == P.PROCESSING:
         raise Conflict("The order's payment is processing; it can change once Stripe has settled it.")
-    if payment is not None and payment.provider_payment_id is None and not _abandoned(payment):
-        raise Conflict("This order's payment is being started; retry in a moment.")
-    if payment is not None and payment.provider_payment_id is not None:
-        apply_intent(gateway.cancel_intent(payment.provider_payment_id), P.CANCELED)
-    elif payment is not None:  # abandoned before it had an intent: nobody holds a secret to pay it
-        payment.status = P.CANCELED.value
-    return orders.move(order, to, roles)
-
-
-def expire_unpaid(order_id: int) -> bool:
-    """Expire one order left unpaid, restocking it and cancelling its payment; False if it was
-    paid, is being paid, or changed meanwhile, or Stripe is out of reach (the next run tries again)."""
-    try:
-        withdraw(db.session.get(Order, order_id), OrderStatus.EXPIRED, {orders.SYSTEM})
-    except (Conflict, gateway.PaymentGatewayError, ServiceUnavailable):
-        db.session.rollback()
-        return False
-    return True
+    if payment is not None and payment.provider_payment_id is None:
+        if not _abandoned(payment):
+            raise Conflict(BEING_STARTED)
+        payment.status = P.CANCELED.value  # abandoned before it had an intent: nobody holds a secret to pay it
+    elif payment is not None:
+        _cancel_at_stripe(payment)
+    orders.transition(order, to, roles)
+    db.session.commit()
+    return order
 
 
 # --- what Stripe reports -------------------------------------------------------------------
 
 
-def _locked_payment(intent_id: str | None) -> Payment | None:
-    """The payment, its row locked until the caller's transaction ends, and freshly read."""
-    statement = (
-        select(Payment)
-        .where(Payment.provider_payment_id == intent_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return db.session.scalar(statement) if intent_id else None
+def _locked(where) -> Payment | None:
+    """The payment, freshly read and locked until the caller's transaction ends, after its order."""
+    order_id = db.session.scalar(select(Payment.order_id).where(where))
+    if order_id is None:
+        return None
+    orders.lock_order(order_id)
+    return db.session.scalar(select(Payment).where(where).with_for_update().execution_options(populate_existing=True))
 
 
 def apply_intent(intent: dict[str, Any], to: P) -> Applied:
     """Stripe says a PaymentIntent is now `to`."""
-    payment = _locked_payment(intent["id"])
+    payment = _locked(Payment.provider_payment_id == intent["id"])
     if payment is None:
         return Applied(EventOutcome.IGNORED, f"No payment has PaymentIntent {intent['id']}.")
     current = P(payment.status)
     if current is to:
         return Applied(EventOutcome.DUPLICATE, f"The payment is already {to}.", payment.id)
     if to not in PAYMENT_MOVES.get(current, set()):
-        if to is P.SUCCEEDED and current in (P.FAILED, P.CANCELED):  # money moved on a payment we gave up on
-            return Applied(
-                EventOutcome.ANOMALY, f"Stripe took the money of a {current} payment; refund it.", payment.id
-            )
+        if to is P.SUCCEEDED and current is P.CANCELED:  # money moved on a payment we gave up on
+            return Applied(EventOutcome.ANOMALY, "Stripe took the money of a canceled payment; refund it.", payment.id)
         return Applied(EventOutcome.IGNORED, f"Stale news: the payment is already {current}.", payment.id)
     if to is P.SUCCEEDED and (intent["amount"], intent["currency"]) != (payment.amount, payment.currency):
         detail = (
@@ -211,10 +207,12 @@ def apply_refund_total(payment: Payment, refunded: int) -> Applied:
 def apply_charge_refunded(charge: dict[str, Any]) -> Applied:
     """A refund of a charge. A refunded charge was a paid one: if its success has not reached
     us yet (events arrive out of order), this settles the payment first."""
-    payment = _locked_payment(charge.get("payment_intent"))
+    payment = (
+        _locked(Payment.provider_payment_id == charge.get("payment_intent")) if charge.get("payment_intent") else None
+    )
     if payment is None:
         return Applied(EventOutcome.IGNORED, "No payment has this charge's PaymentIntent.")
-    if P(payment.status) in OPEN:
+    if P(payment.status) in PAYABLE:
         paid = apply_intent(
             {"id": payment.provider_payment_id, "amount": charge["amount"], "currency": charge["currency"]}, P.SUCCEEDED
         )
@@ -241,10 +239,8 @@ def _settle_order(payment: Payment, to: OrderStatus) -> Applied:
 
 
 def locked_payment(payment_id: int) -> Payment:
-    """The payment, its row locked until the transaction ends and freshly read (for `refund`)."""
-    payment = db.session.scalar(
-        select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True)
-    )
+    """The payment, its row (and its order's) locked until the transaction ends, freshly read."""
+    payment = _locked(Payment.id == payment_id)
     if payment is None:
         raise NotFound("No such payment.")
     return payment
@@ -252,8 +248,8 @@ def locked_payment(payment_id: int) -> Payment:
 
 def refund(payment: Payment, amount: int | None = None) -> Payment:
     """Refund `amount` (default: all that is left) of a payment from `locked_payment`, through
-    Stripe, and apply it; the caller commits. The lock makes two refunds at once take turns,
-    each refunding from what the other left."""
+    Stripe, and apply it, in the caller's transaction. The lock makes two refunds at once take
+    turns, each refunding from what the other left."""
     if P(payment.status) not in REFUNDABLE:
         raise Conflict(f"The payment is {payment.status}; only a succeeded payment can be refunded.")
     left = payment.amount - payment.amount_refunded
@@ -273,26 +269,35 @@ INTENT_EVENTS = {
 }
 
 
-def stale_open_payments(updated_before: datetime) -> list[int]:
-    """Open payments nothing has been heard of since `updated_before`."""
+def stale_payments(updated_before: datetime) -> list[int]:
+    """Payments nothing has been heard of since `updated_before` that Stripe may still move:
+    open ones, and declined ones whose order still waits for payment (the buyer may retry)."""
+    waiting = select(Order.id).where(Order.status == OrderStatus.PENDING_PAYMENT.value)
     statement = select(Payment.id).where(
-        Payment.status.in_([status.value for status in OPEN]),
+        or_(
+            Payment.status.in_([s.value for s in OPEN]), and_(Payment.status == P.FAILED, Payment.order_id.in_(waiting))
+        ),
         Payment.updated_at < updated_before,
         Payment.provider_payment_id.is_not(None),
     )
     return list(db.session.scalars(statement.order_by(Payment.id)))
 
 
-def event_from_stripe(payment_id: int) -> dict[str, Any] | None:
-    """What Stripe says of a payment now, as the event that would have said it (None while
-    the buyer has not acted). Its id names the intent and its status, so reading the same
-    state twice records one event."""
+def events_from_stripe(payment_id: int) -> list[dict[str, Any]]:
+    """What Stripe says of a payment now, as the events that would have said it: its intent's
+    status (none while the buyer has not acted) and, once paid, what its charge has refunded.
+    Each id names the object and its state, so reading the same state twice records one event."""
     payment = db.session.get(Payment, payment_id)
-    intent = gateway.retrieve_intent(payment.provider_payment_id)
+    intent = gateway.retrieve_intent(payment.provider_payment_id, expand_charge=True)
+    charge = intent.pop("latest_charge", None)
     status = intent["status"]
     event_type = INTENT_EVENTS.get(status)
     if status == "requires_payment_method" and intent.get("last_payment_error"):
         event_type = "payment_intent.payment_failed"
-    if event_type is None:
-        return None
-    return {"id": f"reconcile_{intent['id']}_{status}", "type": event_type, "data": {"object": intent}}
+    events = []
+    if event_type is not None:
+        events.append({"id": f"reconcile_{intent['id']}_{status}", "type": event_type, "data": {"object": intent}})
+    if status == "succeeded" and isinstance(charge, dict) and charge.get("amount_refunded"):
+        event_id = f"reconcile_{charge['id']}_refunded_{charge['amount_refunded']}"
+        events.append({"id": event_id, "type": "charge.refunded", "data": {"object": charge}})
+    return events

@@ -43,8 +43,9 @@ def receive(payload: bytes, signature: str | None) -> tuple[PaymentEventAudit, b
 
 
 def process(event: dict[str, Any], *, source: str) -> tuple[PaymentEventAudit, bool]:
-    """Store the event once, apply it, record the outcome, in one transaction."""
+    """Store the event once (scrubbed of secrets), apply it, record the outcome, in one transaction."""
     started = time.perf_counter()
+    event = gateway.scrubbed(event)
     _limit_lock_waits()
     try:
         with db.session.begin_nested():
@@ -61,6 +62,17 @@ def process(event: dict[str, Any], *, source: str) -> tuple[PaymentEventAudit, b
         return _delivered_again(event, started)
     _apply_and_commit(audit, event, started)
     return audit, False
+
+
+def reconcile(payment_id: int) -> list[PaymentEventAudit]:
+    """Apply what Stripe says of a payment now through the same path (recorded with source
+    `reconcile`): the audit rows of what was news to us."""
+    news = []
+    for event in service.events_from_stripe(payment_id):
+        audit, duplicate = process(event, source="reconcile")
+        if not duplicate and audit.outcome != EventOutcome.DUPLICATE:
+            news.append(audit)
+    return news
 
 
 def _delivered_again(event: dict[str, Any], started: float) -> tuple[PaymentEventAudit, bool]:
