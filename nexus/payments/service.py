@@ -74,7 +74,9 @@ def _cancel_at_stripe(payment: Payment) -> None:
 def start_payment(buyer: User, order_id: int) -> tuple[Payment, str, bool]:
     """The order's open payment and its client secret, creating both if there is none:
     `(payment, client_secret, created)`. Never two payable intents for one order, and none for
-    an order a cancel or expiry took meanwhile (both lock the order row first)."""
+    an order a cancel or expiry took meanwhile (both lock the order row first). The new payment
+    commits (releasing the order) before Stripe is asked for its intent, so a slow Stripe holds
+    no lock; meanwhile a cancel answers "being started"."""
     order, roles = orders.get_order_for(buyer, order_id)
     if orders.BUYER not in roles:
         raise Forbidden("Only the buyer pays for an order.")
@@ -87,50 +89,37 @@ def start_payment(buyer: User, order_id: int) -> tuple[Payment, str, bool]:
     if payment is not None and P(payment.status) is P.FAILED:
         _cancel_at_stripe(payment)  # declined: a new payment replaces it
         payment = None
-    if payment is None:
-        return _create_intent(_new_payment(order), new=True)
-    if payment.provider_payment_id is None:
-        if not _abandoned(payment):
-            raise Conflict(BEING_STARTED)
-        return _create_intent(payment, new=False)
-    db.session.commit()
-    return payment, gateway.retrieve_intent(payment.provider_payment_id)["client_secret"], False
-
-
-def _new_payment(order: Order) -> Payment:
-    """A payment for the order, committed (releasing the order) before Stripe is asked for its
-    intent, so that a slow Stripe holds no lock; meanwhile a cancel answers "being started"."""
-    payment = Payment(order_id=order.id, user_id=order.buyer_id, amount=order.total, currency=order.currency)
-    db.session.add(payment)
+    new = payment is None
+    if new:
+        payment = Payment(order_id=order.id, user_id=order.buyer_id, amount=order.total, currency=order.currency)
+        db.session.add(payment)
+    elif payment.provider_payment_id is not None:
+        db.session.commit()
+        return payment, gateway.retrieve_intent(payment.provider_payment_id)["client_secret"], False
+    elif not _abandoned(payment):
+        raise Conflict(BEING_STARTED)
     try:
         db.session.commit()
-    except IntegrityError:  # the partial unique index: where row locks do not exist (SQLite), it decides
+    except IntegrityError:  # the partial unique index decides where row locks do not exist (SQLite)
         db.session.rollback()
         raise Conflict(BEING_STARTED) from None
-    return payment
-
-
-def _abandoned(payment: Payment) -> bool:
-    return payment.created_at < utcnow() - STARTING_TIMEOUT
-
-
-def _create_intent(payment: Payment, *, new: bool) -> tuple[Payment, str, bool]:
-    """Create the payment's intent (the payment id is its idempotency key: asking again for an
-    abandoned payment gets the intent Stripe may have made then). A new payment whose intent
-    could not be made is dropped, so the order is as it was."""
-    try:
+    try:  # the payment id is the idempotency key: an abandoned payment gets the intent Stripe may have made
         intent = gateway.create_intent(
             amount=payment.amount, currency=payment.currency, order_id=payment.order_id, payment_id=payment.id
         )
     except gateway.PaymentGatewayError:
         db.session.rollback()
-        if new:
+        if new:  # the order is as it was
             db.session.execute(delete(Payment).where(Payment.id == payment.id))
             db.session.commit()
         raise
     payment.provider_payment_id = intent["id"]
     db.session.commit()
     return payment, intent["client_secret"], True
+
+
+def _abandoned(payment: Payment) -> bool:
+    return payment.created_at < utcnow() - STARTING_TIMEOUT
 
 
 def withdraw(order_id: int, to: OrderStatus, roles: set[str]) -> Order:

@@ -43,10 +43,26 @@ def receive(payload: bytes, signature: str | None) -> tuple[PaymentEventAudit, b
 
 
 def process(event: dict[str, Any], *, source: str) -> tuple[PaymentEventAudit, bool]:
-    """Store the event once (scrubbed of secrets), apply it, record the outcome, in one transaction."""
+    """Store the event once (scrubbed of secrets), apply it, record the outcome, in one
+    transaction: `(its audit row, whether it was a duplicate)`. A delivery of an event whose
+    earlier delivery failed applies it now."""
     started = time.perf_counter()
     event = gateway.scrubbed(event)
     _limit_lock_waits()
+    audit = _stored_once(event, source)
+    if audit is None:  # stored by an earlier delivery
+        audit = _locked_audit(select(PaymentEventAudit).filter_by(stripe_event_id=event["id"]))
+        audit.deliveries += 1
+        if audit.outcome != EventOutcome.ERROR:
+            db.session.commit()
+            return audit, True
+    apply_event(audit, event, started=started)
+    return audit, False
+
+
+def _stored_once(event: dict[str, Any], source: str) -> PaymentEventAudit | None:
+    """The event's new audit row, or None if its Stripe id is stored already (the unique id
+    decides between simultaneous deliveries)."""
     try:
         with db.session.begin_nested():
             audit = PaymentEventAudit(
@@ -58,10 +74,8 @@ def process(event: dict[str, Any], *, source: str) -> tuple[PaymentEventAudit, b
             )
             db.session.add(audit)
     except IntegrityError:
-        db.session.rollback()
-        return _delivered_again(event, started)
-    _apply_and_commit(audit, event, started)
-    return audit, False
+        return None
+    return audit
 
 
 def reconcile(payment_id: int) -> list[PaymentEventAudit]:
@@ -73,17 +87,6 @@ def reconcile(payment_id: int) -> list[PaymentEventAudit]:
         if not duplicate and audit.outcome != EventOutcome.DUPLICATE:
             news.append(audit)
     return news
-
-
-def _delivered_again(event: dict[str, Any], started: float) -> tuple[PaymentEventAudit, bool]:
-    _limit_lock_waits()
-    audit = _locked_audit(select(PaymentEventAudit).filter_by(stripe_event_id=event["id"]))
-    audit.deliveries += 1
-    if audit.outcome != EventOutcome.ERROR:
-        db.session.commit()
-        return audit, True
-    _apply_and_commit(audit, event, started)  # an earlier delivery failed: this one applies it
-    return audit, False
 
 
 def locked_event(audit_id: int) -> PaymentEventAudit:
@@ -100,7 +103,7 @@ def replay(audit: PaymentEventAudit, *, also: Callable[[], None] = lambda: None)
     say: a state already reached is not applied twice, so a replay is safe to repeat. `also`
     adds to the same transaction (the admin's audit entry)."""
     audit.replays += 1
-    _apply_and_commit(audit, audit.payload, time.perf_counter(), also=also)
+    apply_event(audit, audit.payload, started=time.perf_counter(), also=also)
     return audit
 
 
@@ -108,9 +111,12 @@ def _locked_audit(statement) -> PaymentEventAudit | None:
     return db.session.scalar(statement.with_for_update().execution_options(populate_existing=True))
 
 
-def _apply_and_commit(
-    audit: PaymentEventAudit, event: dict[str, Any], started: float, also: Callable[[], None] = lambda: None
+def apply_event(
+    audit: PaymentEventAudit, event: dict[str, Any], *, started: float, also: Callable[[], None] = lambda: None
 ) -> None:
+    """The unit of work that ends every delivery, reconciliation and replay: apply the stored
+    event, record the outcome and commit. If applying fails, nothing of it stays: the failure is
+    recorded in a transaction of its own and the answer is a 500, so that Stripe retries."""
     try:
         handler = HANDLERS.get(event["type"])
         applied = (
@@ -124,7 +130,12 @@ def _apply_and_commit(
     except Exception as error:
         db.session.rollback()
         log.exception("applying stripe event %s (%s) failed", event.get("id"), event.get("type"))
-        _record_failure(audit.stripe_event_id, event, audit.source, error, started)
+        try:
+            _record_failure(audit.stripe_event_id, event, audit.source, error, started)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            log.exception("recording the failure of stripe event %s failed too", event.get("id"))
         raise EventNotApplied("Applying the event failed; it is recorded, and Stripe's retry will apply it.") from error
 
 
@@ -138,18 +149,14 @@ def _record(audit: PaymentEventAudit, outcome: EventOutcome, detail: str | None,
 
 
 def _record_failure(event_id: str, event: dict[str, Any], source: str, error: Exception, started: float) -> None:
+    """Record, in the session's new transaction, that applying the event failed."""
     detail = f"{error.__class__.__name__}: {error}"[:1000]
-    try:
-        audit = db.session.scalar(select(PaymentEventAudit).filter_by(stripe_event_id=event_id))
-        if audit is None:
-            audit = PaymentEventAudit(stripe_event_id=event_id, type=event["type"], source=source, payload=event)
-            db.session.add(audit)
-        if audit.outcome in (None, EventOutcome.ERROR):  # another delivery may have applied it meanwhile
-            _record(audit, EventOutcome.ERROR, detail, started)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        log.exception("recording the failure of stripe event %s failed too", event_id)
+    audit = db.session.scalar(select(PaymentEventAudit).filter_by(stripe_event_id=event_id))
+    if audit is None:
+        audit = PaymentEventAudit(stripe_event_id=event_id, type=event["type"], source=source, payload=event)
+        db.session.add(audit)
+    if audit.outcome in (None, EventOutcome.ERROR):  # another delivery may have applied it meanwhile
+        _record(audit, EventOutcome.ERROR, detail, started)
 
 
 def _limit_lock_waits() -> None:
