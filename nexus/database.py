@@ -3,6 +3,16 @@ helpers, `read()` for lists, and how pooled connections are kept alive.
 
 Timestamps are timezone-aware UTC in Python on every database: Postgres stores `timestamptz`,
 SQLite has no zone at all, and `UTCDateTime` hides the difference.
+
+Transactions have one rule. The service function that a route, a job or a command calls is the
+unit of work: it commits, or raises having rolled back what it did (a unit that needs a step
+seen by others before the next, such as an Idempotency-Key claim or a payment committed before
+Stripe is asked for its intent, commits each step itself). Everything it calls works inside its
+transaction and never commits or rolls it back: helpers (a leading underscore), and the public
+functions other domains build their units from (`orders.service.transition`, `lock_order`,
+`payments.service.refund`, the `apply_*` functions). A savepoint (`begin_nested`) that undoes
+only its own insert is not a rollback of the unit. Rows that two units change together are
+locked in one order, the order's row before its payment's.
 """
 
 import re

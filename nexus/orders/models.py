@@ -3,12 +3,23 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    column,
+    select,
+    table,
+)
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from nexus.database import Timestamps, UTCDateTime, utcnow
 from nexus.extensions import db
-from nexus.payments.models import Payment
 
 
 class OrderStatus(StrEnum):
@@ -23,6 +34,9 @@ class OrderStatus(StrEnum):
 
 
 STATUSES = ", ".join(f"'{status}'" for status in OrderStatus)
+# The payments domain builds on orders (it pays them and moves them); orders name its table
+# only, as its foreign key names ours, so that neither package imports the other.
+payments = table("payments", column("id", Integer), column("order_id", Integer), column("status", String))
 
 
 class Order(Timestamps, db.Model):
@@ -53,7 +67,11 @@ class Order(Timestamps, db.Model):
     items: Mapped[list["OrderItem"]] = relationship(lazy="selectin", order_by="OrderItem.product_id")
     # The status of the order's latest payment, read with the order (None before any).
     payment_status: Mapped[str | None] = column_property(
-        select(Payment.status).where(Payment.order_id == id).order_by(Payment.id.desc()).limit(1).scalar_subquery()
+        select(payments.c.status)
+        .where(payments.c.order_id == id)
+        .order_by(payments.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
 
 

@@ -14,7 +14,6 @@ from nexus.orders.schemas import (
     OrderSchema,
     OrderStatusChangeSchema,
 )
-from nexus.payments import service as payments
 from nexus.stores.service import get_store_for
 from nexus.users.permissions import login_required
 
@@ -56,17 +55,6 @@ class OrderById(MethodView):
     def get(self, order_id):
         """An order you bought, or one of your store's (admins see all)."""
         return service.get_order_for(get_current_user(), order_id)[0]
-
-
-@blp.route("/orders/<id:order_id>/cancel")
-class CancelOrder(MethodView):
-    @login_required()
-    @blp.response(200, OrderSchema)
-    @documents_errors(404, 409, 502, 503)
-    def post(self, order_id):
-        """Cancel an unpaid order and its Stripe payment (buyer, store owner, admin); its stock goes back on sale."""
-        order, roles = service.get_order_for(get_current_user(), order_id)
-        return payments.withdraw(order.id, OrderStatus.CANCELLED, roles)
 
 
 @blp.route("/orders/<id:order_id>/status")

@@ -6,7 +6,6 @@ from nexus.fields import TrimmedString
 from nexus.ids import Id
 from nexus.orders.models import OrderStatus
 from nexus.pagination import PageArgsSchema, page_of
-from nexus.payments.models import PaymentStatus
 from nexus.serialization import FlatSchema
 
 STATUS_NAMES = [status.value for status in OrderStatus]
@@ -63,8 +62,7 @@ class OrderSchema(Schema):
     payment_status = fields.String(
         required=True,
         allow_none=True,
-        validate=validate.OneOf([status.value for status in PaymentStatus]),
-        metadata={"description": "Of the order's latest payment; null before the buyer starts paying."},
+        metadata={"description": "The status of the order's latest Payment; null before the buyer starts paying."},
     )
 
 

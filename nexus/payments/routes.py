@@ -1,10 +1,12 @@
-"""`POST /api/v1/orders/{id}/payment` and Stripe's webhook, `POST /api/v1/webhooks/stripe`."""
+"""Paying for an order (`POST /api/v1/orders/{id}/payment`), cancelling one with its payment
+(`POST /api/v1/orders/{id}/cancel`), and Stripe's webhook (`POST /api/v1/webhooks/stripe`)."""
 
 from flask import request
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user
 
 from nexus.openapi import Blueprint, documents_errors
+from nexus.orders.schemas import OrderSchema
 from nexus.payments import service, webhooks
 from nexus.payments.schemas import PaymentStartSchema, WebhookAnswerSchema
 from nexus.users.permissions import login_required
@@ -33,6 +35,16 @@ class OrderPayment(MethodView):
         """Pay for your order: start its Stripe payment, or get the one already open."""
         payment, client_secret, created = service.start_payment(get_current_user(), order_id)
         return {"payment": payment, "client_secret": client_secret}, 201 if created else 200
+
+
+@blp.route("/orders/<id:order_id>/cancel")
+class CancelOrder(MethodView):
+    @login_required()
+    @blp.response(200, OrderSchema)
+    @documents_errors(404, 409, 502, 503)
+    def post(self, order_id):
+        """Cancel an unpaid order and its Stripe payment (buyer, store owner, admin); its stock goes back on sale."""
+        return service.cancel_order(get_current_user(), order_id)
 
 
 @blp.route("/webhooks/stripe")

@@ -122,6 +122,12 @@ def _abandoned(payment: Payment) -> bool:
     return payment.created_at < utcnow() - STARTING_TIMEOUT
 
 
+def cancel_order(user: User, order_id: int) -> Order:
+    """Cancel an unpaid order as its buyer, its store's owner or an admin, with its payment."""
+    order, roles = orders.get_order_for(user, order_id)
+    return withdraw(order.id, OrderStatus.CANCELLED, roles)
+
+
 def withdraw(order_id: int, to: OrderStatus, roles: set[str]) -> Order:
     """Cancel or expire an unpaid order, and its payment with it: a payable intent (open or
     declined) is cancelled at Stripe first, so nothing can be paid for an order that is gone.
