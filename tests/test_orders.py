@@ -192,6 +192,21 @@ def test_the_same_key_with_another_body_is_a_422(client, buyer, shop, session):
     assert order_count(session) == 1
 
 
+def test_the_same_lines_in_another_order_or_split_are_the_same_body(client, buyer, shop, session):
+    _, (teapot, cup, _) = shop
+    key = {"Idempotency-Key": "cart-1"}
+    first = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((teapot, 1), (cup, 3)))
+
+    reordered = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((cup, 3), (teapot, 1)))
+    split = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((cup, 1), (teapot, 1), (cup, 2)))
+
+    assert first.status_code == 201
+    for again in (reordered, split):
+        assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true")
+        assert again.get_json()["id"] == first.get_json()["id"]
+    assert order_count(session) == 1
+
+
 def test_keys_belong_to_one_user(client, buyer, sign_in, shop, session):
     _, (teapot, _, _) = shop
     other = sign_in("other@example.com")

@@ -148,8 +148,10 @@ def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: Id
     return order
 
 
-def _fingerprint(items: list[dict[str, int]], note: str | None) -> str:
-    return hashlib.sha256(json.dumps({"items": items, "note": note}, sort_keys=True).encode()).hexdigest()
+def _fingerprint(quantities: dict[int, int], note: str | None) -> str:
+    """The body as the order sees it: the same lines in any order, or split, are the same body."""
+    lines = sorted(quantities.items())
+    return hashlib.sha256(json.dumps({"lines": lines, "note": note}).encode()).hexdigest()
 
 
 def _claim(buyer: User, key: str, fingerprint: str) -> IdempotencyKey:
@@ -196,7 +198,7 @@ def place_order(
     `replayed` means the key's earlier request had placed it."""
     if idempotency_key is None:
         return _place(buyer, items, note, claim=None), False
-    claim = _claim(buyer, idempotency_key, _fingerprint(items, note))
+    claim = _claim(buyer, idempotency_key, _fingerprint(_merged(items), note))
     if claim.order_id is not None:
         return db.session.get(Order, claim.order_id), True
     try:
