@@ -79,6 +79,29 @@ def test_bad_product_input_is_refused(client, owner, store, fields):
     assert set(response.get_json()["errors"]["json"]) == set(fields)
 
 
+@pytest.mark.parametrize("currency", ["kwd", "bhd", "jod", "omr", "tnd"])
+def test_a_price_in_a_three_decimal_currency_is_a_multiple_of_10(client, owner, currency):
+    store = client.post("/api/v1/stores", headers=owner.headers, json={"name": "Dinar", "currency": currency})
+
+    refused = add_product(client, owner, store.get_json(), price=1005)
+    product = add_product(client, owner, store.get_json(), price=1010)
+
+    assert refused.status_code == 422
+    assert "multiple of 10" in refused.get_json()["errors"]["json"]["price"][0]
+    assert product.status_code == 201
+    patched = client.patch(f"/api/v1/products/{product.get_json()['id']}", headers=owner.headers, json={"price": 999})
+    assert patched.status_code == 422
+    assert "price" in patched.get_json()["errors"]["json"]
+    assert client.get(f"/api/v1/products/{product.get_json()['id']}").get_json()["price"] == 1010
+
+
+def test_a_price_in_a_two_or_zero_decimal_currency_is_any_whole_amount(client, owner, store):
+    yen = client.post("/api/v1/stores", headers=owner.headers, json={"name": "Yen", "currency": "jpy"}).get_json()
+
+    assert add_product(client, owner, store, price=1005).status_code == 201
+    assert add_product(client, owner, yen, price=1005).status_code == 201
+
+
 def test_an_active_product_is_public(client, owner, store):
     product = add_product(client, owner, store).get_json()
 

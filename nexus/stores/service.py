@@ -13,9 +13,9 @@ from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from nexus.database import contains, matches
-from nexus.errors import Conflict, Forbidden, NotFound
+from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
-from nexus.money import DEFAULT_CURRENCY
+from nexus.money import DEFAULT_CURRENCY, price_problem
 from nexus.pagination import Keyset, newest_first, paginate
 from nexus.stores.models import PRODUCT_SEARCH_TEXT, Product, Store
 from nexus.users.models import User
@@ -136,13 +136,22 @@ def _save_product(product: Product) -> Product:
     return product
 
 
+def _check_price(price: int | None, currency: str) -> None:
+    """A price Stripe can charge in the store's currency (a multiple of 10 in kwd, say); else a 422."""
+    problem = None if price is None else price_problem(price, currency)
+    if problem:
+        raise Invalid(problem, errors={"json": {"price": [problem]}})
+
+
 def create_product(store: Store, **fields: Any) -> Product:
     """List a product in `store`, in the store's currency."""
+    _check_price(fields["price"], store.currency)
     return _save_product(Product(store_id=store.id, currency=store.currency, **fields))
 
 
 def update_product(product: Product, changes: dict[str, Any]) -> Product:
     """Change a product; a sku its store already has is a 409."""
+    _check_price(changes.get("price"), product.currency)
     for field, value in changes.items():
         setattr(product, field, value)
     return _save_product(product)
