@@ -27,8 +27,8 @@ def shop(owner, session) -> tuple[Store, list[Product]]:
     ]
 
 
-def stock(session, *products: Product) -> list[int]:
-    return [session.scalar(select(Product.stock).where(Product.id == p.id)) for p in products]
+def available(session, *products: Product) -> list[int]:
+    return [session.scalar(select(Product.available).where(Product.id == p.id)) for p in products]
 
 
 def order_count(session) -> int:
@@ -68,7 +68,7 @@ def test_an_order_snapshots_prices_totals_and_reserves_stock(client, buyer, shop
     )
     created, expires = (datetime.fromisoformat(order[key]) for key in ("created_at", "expires_at"))
     assert expires - created == timedelta(minutes=30)
-    assert stock(session, teapot, cup) == [3, 7]
+    assert available(session, teapot, cup) == [3, 7]
 
 
 def test_lines_of_the_same_product_are_merged(client, buyer, shop, session):
@@ -77,7 +77,7 @@ def test_lines_of_the_same_product_are_merged(client, buyer, shop, session):
     order = place(client, buyer, (cup, 1), (teapot, 1), (cup, 2)).get_json()
 
     assert [(item["product_id"], item["quantity"]) for item in order["items"]] == [(teapot.id, 1), (cup.id, 3)]
-    assert stock(session, cup) == [7]
+    assert available(session, cup) == [7]
 
 
 def test_the_order_keeps_its_snapshot_when_the_product_changes(client, buyer, owner, shop):
@@ -96,7 +96,7 @@ def test_not_enough_stock_is_a_409_naming_every_short_product_and_reserves_nothi
 
     assert response.status_code == 409
     assert f"products {teapot.id}, {saucer.id}" in response.get_json()["message"]
-    assert stock(session, teapot, cup, saucer) == [5, 10, 0]
+    assert available(session, teapot, cup, saucer) == [5, 10, 0]
     assert order_count(session) == 0
 
 
@@ -111,7 +111,7 @@ def test_unavailable_products_are_a_422_and_reserve_nothing(client, buyer, shop,
         assert "items" in response.get_json()["errors"]["json"]
     missing = client.post(ORDERS, headers=buyer.headers, json={"items": [{"product_id": 999_999, "quantity": 1}]})
     assert missing.status_code == 422
-    assert stock(session, teapot, cup) == [5, 10]
+    assert available(session, teapot, cup) == [5, 10]
     assert order_count(session) == 0
 
 
@@ -122,7 +122,7 @@ def test_nobody_buys_from_their_own_store(client, owner, shop, session):
 
     assert response.status_code == 422
     assert "own store" in response.get_json()["message"]
-    assert stock(session, teapot) == [5]
+    assert available(session, teapot) == [5]
 
 
 @pytest.mark.parametrize(
@@ -175,7 +175,7 @@ def test_the_same_key_and_body_answer_the_original_order(client, buyer, shop, se
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json() == first.get_json()
     assert order_count(session) == 1
-    assert stock(session, teapot) == [3]
+    assert available(session, teapot) == [3]
 
 
 def test_the_same_key_with_another_body_is_a_422(client, buyer, shop, session):
@@ -272,7 +272,7 @@ def test_a_key_in_flight_for_over_a_minute_was_abandoned_and_the_retry_places_th
     again = client.post(ORDERS, headers=headers, json=body((teapot, 1)))
     assert (again.headers["Idempotent-Replayed"], again.get_json()["id"]) == ("true", retry.get_json()["id"])
     assert order_count(session) == 2
-    assert stock(session, teapot) == [3]
+    assert available(session, teapot) == [3]
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "naïve"])

@@ -1,9 +1,10 @@
-"""Orders: placed against live stock in one transaction, moved only along `MOVES`, listed.
+"""Orders: placed against available stock in one transaction, moved only along `MOVES`, listed.
 
-Stock is reserved with one conditional UPDATE per product, in product-id order: two orders
-racing for the last unit cannot both get it, and two multi-line orders lock their rows in the
-same order, so they never deadlock. A status move is a conditional UPDATE on the current
-status, so a move that restores stock can only happen once.
+A product's `stock` is what the store holds and has not shipped (the owner's count) and its
+`reserved` what orders hold of it. Placing reserves with one conditional UPDATE per product, in
+product-id order: two orders racing for the last unit cannot both get it, and two multi-line
+orders lock their rows in the same order, so they never deadlock. A status move is a conditional
+UPDATE on the current status, so a move that releases or ships units happens only once.
 """
 
 import hashlib
@@ -39,8 +40,10 @@ MOVES: dict[tuple[S, S], set[str]] = {
     (S.PAID, S.REFUNDED): {ADMIN, SYSTEM},  # a full refund
     (S.FULFILLED, S.REFUNDED): {ADMIN, SYSTEM},
 }
-# Moves after which the goods never left: their stock goes back on sale.
-RESTOCKING = {(S.PENDING_PAYMENT, S.CANCELLED), (S.PENDING_PAYMENT, S.EXPIRED), (S.PAID, S.REFUNDED)}
+# Moves after which the goods never left: what the order held goes back on sale.
+RELEASING = {(S.PENDING_PAYMENT, S.CANCELLED), (S.PENDING_PAYMENT, S.EXPIRED), (S.PAID, S.REFUNDED)}
+# The move at which the goods leave the store: off its stock, and no longer held.
+SHIPPING = {(S.PAID, S.FULFILLED)}
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 IN_FLIGHT_TIMEOUT = timedelta(minutes=1)  # a claimed key with no order after this was abandoned
@@ -88,13 +91,13 @@ def _for_sale(buyer: User, quantities: dict[int, int]) -> dict[int, Row]:
 
 
 def _reserve(quantities: dict[int, int]) -> list[int]:
-    """Take the quantities off stock, in product-id order; the products that lacked stock."""
+    """Hold the quantities of what is available, in product-id order; the products that lacked it."""
     short = []
     for product_id, quantity in quantities.items():
         taken = db.session.execute(
             update(Product)
-            .where(Product.id == product_id, Product.is_active, Product.stock >= quantity)
-            .values(stock=Product.stock - quantity)
+            .where(Product.id == product_id, Product.is_active, Product.stock - Product.reserved >= quantity)
+            .values(reserved=Product.reserved + quantity)
             .execution_options(synchronize_session=False)
         )
         if taken.rowcount != 1:
@@ -231,19 +234,23 @@ def get_order_for(user: User, order_id: int) -> tuple[Order, set[str]]:
     return order, roles
 
 
-def _restock(order: Order) -> None:
+def _let_go(order: Order, *, shipped: bool) -> None:
+    """Stop holding the order's units; `shipped`: they left the store, so off its stock too."""
     for item in sorted(order.items, key=lambda item: item.product_id):  # the order stock is reserved in
+        values = {"reserved": Product.reserved - item.quantity}
+        if shipped:
+            values["stock"] = Product.stock - item.quantity
         db.session.execute(
             update(Product)
             .where(Product.id == item.product_id)
-            .values(stock=Product.stock + item.quantity)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
 
 
 def transition(order: Order, to: S, roles: set[str]) -> None:
     """Move `order` to `to` within the caller's transaction, if `MOVES` allows it and `roles`
-    may; restock if the move does. A Conflict if the move is not allowed or another request moved
+    may; release or ship its units if the move does. A Conflict if the move is not allowed or another request moved
     it first; Forbidden if none of `roles` may make it."""
     current = S(order.status)
     allowed = MOVES.get((current, to))
@@ -262,8 +269,8 @@ def transition(order: Order, to: S, roles: set[str]) -> None:
     )
     if moved.rowcount != 1:
         raise Conflict(f"The order changed meanwhile; it cannot become {to}.")
-    if (current, to) in RESTOCKING:
-        _restock(order)
+    if (current, to) in RELEASING or (current, to) in SHIPPING:
+        _let_go(order, shipped=(current, to) in SHIPPING)
     for field, value in values.items():  # what the UPDATE wrote, without writing it again
         set_committed_value(order, field, value)
 

@@ -1,0 +1,103 @@
+"""Migrations that move data: run on a scratch database of the test run's kind, from the
+revision before them, over rows written as the older code wrote them."""
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import flask_migrate
+import pytest
+from sqlalchemy import MetaData, create_engine, insert, select, text
+from sqlalchemy.engine import make_url
+
+from nexus import create_app
+from nexus.extensions import db
+from tests.conftest import app_environ
+
+BEFORE_RESERVED = "76351bd5580c"  # the revision before `products.reserved`
+
+
+@pytest.fixture
+def scratch_url(database_url: str, tmp_path) -> Iterator[str]:
+    """An empty database beside the test run's own (a SQLite file, or a Postgres database)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    name = f"{url.database}_{uuid.uuid4().hex[:6]}"
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+def _old_rows(tables: dict, now: datetime) -> None:
+    """A product with 3 left on today's `stock` after its orders took theirs off: 2 waiting for
+    payment, 1 paid, 4 fulfilled (gone), 5 cancelled (given back); and an untouched product."""
+    stamps = {"created_at": now, "updated_at": now}
+    users = tables["users"]
+    for n, email in enumerate(("owner@example.com", "buyer@example.com"), start=1):
+        db.session.execute(
+            insert(users).values(
+                id=n,
+                email=email,
+                role="customer",
+                is_active=True,
+                is_verified=True,
+                refresh_token_generation=0,
+                **stamps,
+            )
+        )
+    db.session.execute(
+        insert(tables["stores"]).values(
+            id=1, owner_id=1, name="Shop", slug="shop", description="", currency="usd", is_active=True, **stamps
+        )
+    )
+    for product_id, stock in ((1, 3), (2, 7)):
+        db.session.execute(
+            insert(tables["products"]).values(
+                id=product_id, store_id=1, name="Teapot", description="", price=1000, currency="usd", stock=stock,
+                is_active=True, **stamps,
+            )
+        )  # fmt: skip
+    for order_id, (status, quantity) in enumerate(
+        [("pending_payment", 2), ("paid", 1), ("fulfilled", 4), ("cancelled", 5)], start=1
+    ):
+        total = 1000 * quantity
+        db.session.execute(
+            insert(tables["orders"]).values(
+                id=order_id, buyer_id=2, store_id=1, status=status, subtotal=total, total=total, currency="usd",
+                expires_at=now, **stamps,
+            )
+        )  # fmt: skip
+        db.session.execute(
+            insert(tables["order_items"]).values(
+                order_id=order_id, product_id=1, name="Teapot", unit_price=1000, quantity=quantity, line_total=total
+            )
+        )
+    db.session.commit()
+
+
+def test_the_reserved_migration_puts_what_orders_hold_back_on_stock_and_into_reserved(scratch_url):
+    app = create_app(app_environ(scratch_url))
+    with app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_RESERVED)
+        old = MetaData()
+        old.reflect(db.engine, only=["users", "stores", "products", "orders", "order_items"])
+        _old_rows(old.tables, datetime.now(UTC))
+
+        flask_migrate.upgrade()
+
+        products = MetaData()
+        products.reflect(db.engine, only=["products"])
+        table = products.tables["products"]
+        rows = db.session.execute(select(table.c.id, table.c.stock, table.c.reserved).order_by(table.c.id)).all()
+        db.session.remove()
+        db.engine.dispose()
+
+    assert [tuple(row) for row in rows] == [(1, 6, 3), (2, 7, 0)]
