@@ -6,10 +6,12 @@ import pytest
 import time_machine
 from sqlalchemy import func, select, update
 
+from nexus import create_app
 from nexus.database import utcnow
 from nexus.orders.models import IdempotencyKey, Order
 from nexus.stores.models import Product, Store
 from nexus.users.models import User
+from tests.conftest import app_environ
 from tests.factories import ProductFactory, StoreFactory
 from tests.pages import walk
 
@@ -146,6 +148,68 @@ def test_merged_lines_over_1000_are_a_422(client, buyer, shop):
     _, (_, cup, _) = shop
 
     assert place(client, buyer, (cup, 600), (cup, 600)).status_code == 422
+
+
+def test_an_order_total_above_99_999_999_is_a_422_and_reserves_nothing(client, buyer, shop, session):
+    store, _ = shop
+    dear = ProductFactory(store=store, price=50_000_000, stock=5)
+
+    response = place(client, buyer, (dear, 2))
+
+    assert response.status_code == 422
+    assert "99999999" in response.get_json()["errors"]["json"]["items"][0]
+    assert available(session, dear) == [5]
+    assert order_count(session) == 0
+
+
+def test_an_order_total_below_stripes_minimum_charge_is_a_422(client, buyer, shop, session):
+    _, (_, _, saucer) = shop
+    cheap = ProductFactory(store=saucer.store, price=49, stock=5)  # usd: Stripe charges 0.50 at least
+
+    refused = place(client, buyer, (cheap, 1))
+    placed = place(client, buyer, (cheap, 2))
+
+    assert refused.status_code == 422
+    assert "at least 50 usd" in refused.get_json()["message"]
+    assert placed.status_code == 201
+    assert available(session, cheap) == [3]
+
+
+def test_the_minimum_charge_is_the_currencys(client, buyer, owner, session):
+    yen = StoreFactory(owner=session.get(User, owner.user["id"]), currency="jpy")
+    sweet = ProductFactory(store=yen, price=49, stock=5)  # jpy is zero-decimal: 49 yen, under Stripe's 50
+
+    assert place(client, buyer, (sweet, 1)).status_code == 422
+    assert place(client, buyer, (sweet, 2)).status_code == 201
+
+
+def test_a_buyer_with_5_unpaid_orders_must_pay_or_cancel_one_first(client, buyer, stranger, shop, session):
+    _, (_, cup, _) = shop
+    placed = [place(client, buyer, (cup, 1)).get_json() for _ in range(5)]
+
+    refused = place(client, buyer, (cup, 1))
+    other_buyer = place(client, stranger, (cup, 1))
+    client.post(f"{ORDERS}/{placed[0]['id']}/cancel", headers=buyer.headers)
+    after_cancel = place(client, buyer, (cup, 1))
+
+    assert refused.status_code == 409
+    assert "pay or cancel one" in refused.get_json()["message"]
+    assert other_buyer.status_code == 201
+    assert after_cancel.status_code == 201
+    assert available(session, cup) == [10 - 4 - 1 - 1]
+
+
+def test_placing_orders_is_rate_limited_per_user(database_url, buyer, stranger, shop, bearer_for):
+    _, (_, cup, _) = shop
+    limited = create_app(app_environ(database_url, ORDER_RATE_LIMIT_PER_USER="2 per hour")).test_client()
+
+    answers = [limited.post(ORDERS, headers=buyer.headers, json=body((cup, 1))) for _ in range(3)]
+    someone_else = limited.post(ORDERS, headers=stranger.headers, json=body((cup, 1)))
+
+    assert [answer.status_code for answer in answers] == [201, 201, 429]
+    assert int(answers[2].headers["Retry-After"]) > 0
+    assert answers[2].get_json()["code"] == 429
+    assert someone_else.status_code == 201
 
 
 def test_placing_an_order_needs_a_verified_user(client, buyer, shop, session):

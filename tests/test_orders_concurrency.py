@@ -145,3 +145,13 @@ def test_recounting_stock_while_orders_race_never_leaves_reserved_above_stock(ap
     assert stock == (10 if recounts[200] else 20)
     if recounts[409]:  # refused only while orders held more than 10
         assert orders[201] > 10
+
+
+def test_one_buyer_placing_ten_orders_at_once_gets_no_more_than_the_open_order_limit(app, session, bearer_for):
+    teapot = ProductFactory(stock=100)
+    buyer = bearer_for(UserFactory().id)
+
+    answers = all_at_once(app, [lambda c: c.post(ORDERS, headers=buyer, json=order_lines((teapot, 1)))] * 10)
+
+    assert Counter(answer.status_code for answer in answers) == {201: 5, 409: 5}
+    assert counts(session, teapot) == (100, 5)

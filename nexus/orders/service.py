@@ -14,13 +14,14 @@ from functools import cache
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, Select, bindparam, delete, select, update
+from sqlalchemy import Row, Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from nexus.database import read, utcnow
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
+from nexus.money import charge_problem
 from nexus.orders.models import IdempotencyKey, Order, OrderItem
 from nexus.orders.models import OrderStatus as S
 from nexus.pagination import newest_first, paginate, rows_where
@@ -105,14 +106,27 @@ def _reserve(quantities: dict[int, int]) -> list[int]:
     return short
 
 
+def _check_chargeable(total: int, currency: str) -> None:
+    """A total Stripe can charge at once: within its maximum and at least its minimum; else a 422."""
+    problem = charge_problem(total, currency)
+    if problem:
+        raise Invalid(problem, errors={"json": {"items": [problem]}})
+
+
+def _check_open_orders(buyer: User) -> None:
+    """Each unpaid order holds stock nobody else can buy: a buyer may leave only so many. The
+    buyer's row is locked first (Postgres), so two orders placed at once are counted in turn."""
+    db.session.execute(select(User.id).where(User.id == buyer.id).with_for_update(key_share=True))
+    waiting = select(func.count()).where(Order.buyer_id == buyer.id, Order.status == S.PENDING_PAYMENT.value)
+    limit = current_app.config["ORDER_MAX_OPEN_PER_BUYER"]
+    if db.session.scalar(waiting) >= limit:
+        db.session.rollback()
+        raise Conflict(f"You have {limit} orders waiting for payment: pay or cancel one before placing another.")
+
+
 def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: IdempotencyKey | None) -> Order:
     quantities = _merged(items)
     products = _for_sale(buyer, quantities)
-    short = _reserve(quantities)
-    if short:
-        db.session.rollback()  # nothing stays reserved
-        message = f"Not enough stock for products {_ids(short)}."
-        raise Conflict(message, errors={"json": {"items": [message]}})
     lines = [
         OrderItem(
             product_id=product_id,
@@ -125,6 +139,13 @@ def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: Id
     ]
     subtotal = sum(line.line_total for line in lines)
     first = next(iter(products.values()))
+    _check_chargeable(subtotal, first.currency)
+    _check_open_orders(buyer)
+    short = _reserve(quantities)
+    if short:
+        db.session.rollback()  # nothing stays reserved
+        message = f"Not enough stock for products {_ids(short)}."
+        raise Conflict(message, errors={"json": {"items": [message]}})
     timeout = timedelta(minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"])
     now = utcnow()
     order = Order(
