@@ -16,8 +16,8 @@ machine:
 
 All the load comes from one address, so the server runs with sign-in rate limits raised
 (OTP_RATE_LIMIT_PER_IP/PER_EMAIL); the limits themselves are tested, not benchmarked. The
-workers' memory (RSS) is read after a 5 s warm-up and again at the end. Afterwards: stock
-invariant for the ordered products, and every webhook'd payment applied exactly once.
+workers' memory (RSS) is read after a 5 s warm-up and again at the end. Afterwards: the stock
+invariant of bench/orders.py for the ordered products, and every webhook'd payment applied once.
 
 usage: python -m bench.mixed [--harness DIR] [--database-url URL] [--seconds S]
 """
@@ -129,10 +129,12 @@ def webhook_deliveries(database_url: str, run: str, rng: random.Random) -> tuple
     return [harness.raw("POST", path, body, {"Stripe-Signature": sig}, port=PORT) for body, sig in signed], note
 
 
-def ordering(database_url: str, rng: random.Random) -> tuple[list[str], dict[int, list[int]], int]:
-    """Orders of 1-3 hot products of one store by 16 buyers (as bench/orders.py places them)."""
+def ordering(database_url: str, rng: random.Random) -> tuple[list[str], dict[int, tuple[int, int]], int]:
+    """Orders of 1-3 hot products of one store by 16 buyers (as bench/orders.py places them),
+    the hot products' (stock, reserved) before them, and the last order before them."""
     hot, tokens = orders.prepare(database_url, STOCK)
-    return orders.order_requests(hot, tokens, rng, PORT), hot, orders.last_order_id(database_url)
+    initial = orders.snapshot(database_url, hot)
+    return orders.order_requests(hot, tokens, rng, PORT), initial, orders.last_order_id(database_url)
 
 
 def wrk(name: str, requests: list[str], seconds: int) -> subprocess.Popen:
@@ -184,7 +186,7 @@ def main() -> None:
     run, rng = str(int(time.time())), random.Random(7)
     catalog, products = browsing(database_url, rng)
     code_requests, verifies = sign_ins(database_url, run)
-    placed, hot, since = ordering(database_url, rng)
+    placed, initial, since = ordering(database_url, rng)
     deliveries, note = webhook_deliveries(database_url, run, rng)
     load = {"catalog": catalog, "product": products, "otp_request": code_requests, "otp_verify": verifies,
             "orders": placed, "webhooks": deliveries}  # fmt: skip
@@ -217,8 +219,10 @@ def main() -> None:
             f"worker {pid:<8} RSS {before[pid]:.1f} MiB after warm-up -> {after.get(pid, 0):.1f} MiB"
             f" at the end ({growth:+.1f}%)"
         )
-    holds, _ = orders.invariant(database_url, hot, STOCK, since)
-    print(f"stock invariant {'holds' if holds else 'BROKEN'}")
+    holds, _ = orders.invariant(database_url, initial, since)
+    print(
+        f"stock invariant {'holds' if holds else 'BROKEN'}: stock - reserved = available, reserved = what orders hold"
+    )
     once, counts = webhooks_applied_once(database_url, run, note)
     print(f"webhooks        {'each applied once' if once else 'BROKEN'}: {counts}")
 

@@ -66,12 +66,14 @@ def prepare(database_url: str, run: str) -> tuple[list[dict], dict[int, Story]]:
         buyer = get_or_create_user(email="bench-webhook-buyer@example.com")
         buyer.is_verified = True
         db.session.commit()
-        shop = select(Product.id).join(Store).where(Store.is_active, Product.is_active, Product.stock > 1000)
+        shop = select(Product.id).join(Store).where(Store.is_active, Product.is_active, Product.available > 1000)
         product_ids = db.session.scalars(shop.order_by(Product.id).limit(50)).all()
         if len(product_ids) < 50:  # the demo catalog's stock is 1..500: give a few products plenty
             any_shop = select(Product.id).join(Store).where(Store.is_active, Product.is_active)
             product_ids = db.session.scalars(any_shop.limit(50)).all()
-            db.session.execute(Product.__table__.update().where(Product.id.in_(product_ids)).values(stock=1_000_000))
+            db.session.execute(
+                Product.__table__.update().where(Product.id.in_(product_ids)).values(stock=Product.reserved + 1_000_000)
+            )
             db.session.commit()
         while len(events) < UNIQUE_EVENTS:
             order, _ = orders.place_order(buyer, items=[{"product_id": rng.choice(product_ids), "quantity": 1}])

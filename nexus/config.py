@@ -91,6 +91,8 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "JWT_ACCESS_TOKEN_EXPIRES_SECONDS": _int(env, "JWT_ACCESS_TOKEN_EXPIRES_SECONDS", 900),
         "JWT_REFRESH_TOKEN_EXPIRES_SECONDS": _int(env, "JWT_REFRESH_TOKEN_EXPIRES_SECONDS", 2592000),
         "ORDER_PAYMENT_TIMEOUT_MINUTES": _int(env, "ORDER_PAYMENT_TIMEOUT_MINUTES", 30),
+        "ORDER_MAX_OPEN_PER_BUYER": _int(env, "ORDER_MAX_OPEN_PER_BUYER", 5),
+        "ORDER_RATE_LIMIT_PER_USER": env.get("ORDER_RATE_LIMIT_PER_USER", "").strip() or "60 per hour",
         "LOG_LEVEL": (env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
         "PORT": _int(env, "PORT", 5000),
     }

@@ -29,10 +29,10 @@ mail = Mail()
 cors = CORS()
 api = Api()
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
-# Only these blueprints have rate limits (the sign-in codes'): every other request skips
+# Only these blueprints have rate limits (sign-in codes, placing orders): every other request skips
 # Flask-Limiter's per-request bookkeeping (a few percent of a catalog page). A filter exempts a
 # request from every limit, so a limit added to another blueprint needs that blueprint here.
-RATE_LIMITED_BLUEPRINTS = frozenset({"auth"})
+RATE_LIMITED_BLUEPRINTS = frozenset({"auth", "orders"})
 
 
 @limiter.request_filter

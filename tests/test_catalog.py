@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import text
 
 from nexus.stores.models import Product
+from nexus.users.models import User
 from tests.factories import ProductFactory, StoreFactory
 from tests.pages import ids, walk
 
@@ -137,6 +138,18 @@ def test_filters_combine(client, shelf):
 
     expected = [p for p in shelf if p.store_id == store_id and 300 <= p.price <= 500 and p.stock > 0]
     assert expected and ids(found) == sorted((p.id for p in expected), reverse=True)
+
+
+def test_in_stock_means_units_left_that_no_order_holds(client, owner, buyer, session):
+    store = StoreFactory(owner=session.get(User, owner.user["id"]))
+    held, left = ProductFactory(store=store, stock=2), ProductFactory(store=store, stock=3)
+    for product in (held, left):
+        lines = {"items": [{"product_id": product.id, "quantity": 2}]}
+        assert client.post("/api/v1/orders", headers=buyer.headers, json=lines).status_code == 201
+    # The owner counts 2 on the shelf: both are held by the unpaid order.
+    assert client.patch(f"{CATALOG}/{held.id}", headers=owner.headers, json={"stock": 2}).status_code == 200
+
+    assert ids(client.get(CATALOG, query_string={"in_stock": "true"})) == [left.id]
 
 
 def test_price_bounds_are_inclusive(client, shelf):

@@ -77,6 +77,14 @@ def test_development_defaults_need_no_environment():
     assert settings["RATELIMIT_STORAGE_URI"] == "memory://"
 
 
+def test_order_limits_default_to_5_open_orders_and_60_an_hour_and_read_the_environment():
+    defaults = load_settings({})
+    chosen = load_settings({"ORDER_MAX_OPEN_PER_BUYER": "2", "ORDER_RATE_LIMIT_PER_USER": "10 per minute"})
+
+    assert (defaults["ORDER_MAX_OPEN_PER_BUYER"], defaults["ORDER_RATE_LIMIT_PER_USER"]) == (5, "60 per hour")
+    assert (chosen["ORDER_MAX_OPEN_PER_BUYER"], chosen["ORDER_RATE_LIMIT_PER_USER"]) == (2, "10 per minute")
+
+
 @pytest.mark.parametrize("environ", [{"ENVIRONMENT": "staging"}, {"OTP_TTL_SECONDS": "ten"}])
 def test_malformed_settings_are_refused_by_name(environ):
     with pytest.raises(ConfigError, match=next(iter(environ))):

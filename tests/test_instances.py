@@ -388,4 +388,4 @@ def test_one_event_delivered_to_both_instances_at_once_is_applied_once(a, b, ses
 
     assert session.scalar(select(func.count()).select_from(PaymentEventAudit)) == rounds
     assert session.scalar(select(func.count()).select_from(Order).where(Order.status == "paid")) == rounds
-    assert session.scalar(select(Product.stock).where(Product.id == product.id)) == 10 - 2 * rounds
+    assert session.scalar(select(Product.available).where(Product.id == product.id)) == 10 - 2 * rounds

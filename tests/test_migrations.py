@@ -1,50 +1,119 @@
-"""Migrations that move data move the rows already there: each is applied to a scratch
-database (of the kind the suite runs on) holding rows written as the previous revision left them."""
+"""Migrations that move data: run on a scratch database of the test run's kind, from the
+revision before them, over rows written as the older code wrote them."""
 
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import flask_migrate
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from nexus import create_app
-from nexus.config import normalise_database_url
+from nexus.extensions import db
 from tests.conftest import app_environ
+
+BEFORE_RESERVED = "76351bd5580c"  # the revision before `products.reserved`
+BEFORE_SCRUBBING = "749fa1e5dd0d"  # the revision before client secrets are scrubbed from payment events
 
 
 @pytest.fixture
-def scratch_database_url(database_url: str, tmp_path) -> Iterator[str]:
-    url = make_url(normalise_database_url(database_url))
+def scratch_url(database_url: str, tmp_path) -> Iterator[str]:
+    """An empty database beside the test run's own (a SQLite file, or a Postgres database)."""
+    url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         yield f"sqlite:///{tmp_path / 'scratch.db'}"
         return
-    name = f"{url.database}_migrations_{uuid.uuid4().hex[:6]}"
+    name = f"{url.database}_{uuid.uuid4().hex[:6]}"
     server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with server.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with server.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    server.dispose()
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
-def migrate(database_url: str, revision: str = "head") -> None:
-    with create_app(app_environ(database_url)).app_context():
-        flask_migrate.upgrade(revision=revision)
+def _old_rows(tables: dict, now: datetime) -> None:
+    """A product with 3 left on today's `stock` after its orders took theirs off: 2 waiting for
+    payment, 1 paid, 4 fulfilled (gone), 5 cancelled (given back); and an untouched product."""
+    stamps = {"created_at": now, "updated_at": now}
+    users = tables["users"]
+    for n, email in enumerate(("owner@example.com", "buyer@example.com"), start=1):
+        db.session.execute(
+            insert(users).values(
+                id=n,
+                email=email,
+                role="customer",
+                is_active=True,
+                is_verified=True,
+                refresh_token_generation=0,
+                **stamps,
+            )
+        )
+    db.session.execute(
+        insert(tables["stores"]).values(
+            id=1, owner_id=1, name="Shop", slug="shop", description="", currency="usd", is_active=True, **stamps
+        )
+    )
+    for product_id, stock in ((1, 3), (2, 7)):
+        db.session.execute(
+            insert(tables["products"]).values(
+                id=product_id, store_id=1, name="Teapot", description="", price=1000, currency="usd", stock=stock,
+                is_active=True, **stamps,
+            )
+        )  # fmt: skip
+    for order_id, (status, quantity) in enumerate(
+        [("pending_payment", 2), ("paid", 1), ("fulfilled", 4), ("cancelled", 5)], start=1
+    ):
+        total = 1000 * quantity
+        db.session.execute(
+            insert(tables["orders"]).values(
+                id=order_id, buyer_id=2, store_id=1, status=status, subtotal=total, total=total, currency="usd",
+                expires_at=now, **stamps,
+            )
+        )  # fmt: skip
+        db.session.execute(
+            insert(tables["order_items"]).values(
+                order_id=order_id, product_id=1, name="Teapot", unit_price=1000, quantity=quantity, line_total=total
+            )
+        )
+    db.session.commit()
 
 
-def test_client_secrets_stored_before_are_scrubbed_from_payment_events(scratch_database_url):
-    migrate(scratch_database_url, "76351bd5580c")
+def test_the_reserved_migration_puts_what_orders_hold_back_on_stock_and_into_reserved(scratch_url):
+    app = create_app(app_environ(scratch_url))
+    with app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_RESERVED)
+        old = MetaData()
+        old.reflect(db.engine, only=["users", "stores", "products", "orders", "order_items"])
+        _old_rows(old.tables, datetime.now(UTC))
+
+        flask_migrate.upgrade()
+
+        products = MetaData()
+        products.reflect(db.engine, only=["products"])
+        table = products.tables["products"]
+        rows = db.session.execute(select(table.c.id, table.c.stock, table.c.reserved).order_by(table.c.id)).all()
+        db.session.remove()
+        db.engine.dispose()
+
+    assert [tuple(row) for row in rows] == [(1, 6, 3), (2, 7, 0)]
+
+
+def test_client_secrets_stored_before_are_scrubbed_from_payment_events(scratch_url):
     intent = {"id": "pi_1", "object": "payment_intent", "client_secret": "pi_1_secret_abc", "amount": 3000}
     event = {"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": intent}}
     plain = {"id": "evt_2", "type": "customer.created", "data": {"object": {"id": "cus_1"}}}
-    engine = create_engine(normalise_database_url(scratch_database_url))
-    with engine.begin() as connection:
+    app = create_app(app_environ(scratch_url))
+    with app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_SCRUBBING)
         for stored in (event, plain):
-            connection.execute(
+            db.session.execute(
                 text(
                     "INSERT INTO payment_event_audits (stripe_event_id, type, source, payload, outcome, deliveries,"
                     " replays, processing_ms, received_at, processed_at) VALUES (:id, :type, 'webhook', :payload,"
@@ -52,12 +121,14 @@ def test_client_secrets_stored_before_are_scrubbed_from_payment_events(scratch_d
                 ),
                 {"id": stored["id"], "type": stored["type"], "payload": json.dumps(stored)},
             )
+        db.session.commit()
 
-    migrate(scratch_database_url)
+        flask_migrate.upgrade()
 
-    with engine.connect() as connection:
-        payloads = dict(connection.execute(text("SELECT stripe_event_id, payload FROM payment_event_audits")).all())
-    engine.dispose()
-    loaded = {key: value if isinstance(value, dict) else json.loads(value) for key, value in payloads.items()}
+        rows = db.session.execute(text("SELECT stripe_event_id, payload FROM payment_event_audits")).all()
+        db.session.remove()
+        db.engine.dispose()
+
+    loaded = {key: value if isinstance(value, dict) else json.loads(value) for key, value in rows}
     without_secret = {key: value for key, value in intent.items() if key != "client_secret"}
     assert loaded == {"evt_1": {**event, "data": {"object": without_secret}}, "evt_2": plain}

@@ -69,8 +69,8 @@ def payment_of(order: dict, status: str) -> Payment:
     )
 
 
-def stock_of(session, product: Product) -> int:
-    return session.scalar(select(Product.stock).where(Product.id == product.id))
+def available_of(session, product: Product) -> int:
+    return session.scalar(select(Product.available).where(Product.id == product.id))
 
 
 def status_of(session, order: dict) -> str:
@@ -86,11 +86,11 @@ def test_cancel_works_only_on_an_unpaid_order_and_restocks_it(client, buyer, ord
     if (current, "cancelled") in PEOPLES_MOVES:
         assert response.status_code == 200
         assert response.get_json()["status"] == "cancelled"
-        assert stock_of(session, teapot) == 9
+        assert available_of(session, teapot) == 9
     else:
         assert response.status_code == 409
         assert f"The order is {current}" in response.get_json()["message"]
-        assert (status_of(session, order), stock_of(session, teapot)) == (current, 7)
+        assert (status_of(session, order), available_of(session, teapot)) == (current, 7)
 
 
 @pytest.mark.parametrize("current", ALL)
@@ -106,7 +106,16 @@ def test_the_store_moves_a_paid_order_one_step_at_a_time(client, owner, order_in
         assert response.status_code == 409
         assert f"The order is {current}" in response.get_json()["message"]
         assert status_of(session, order) == current
-    assert stock_of(session, teapot) == 7  # only cancelling, expiring or refunding restocks
+    assert available_of(session, teapot) == 7  # only cancelling, expiring or refunding restocks
+
+
+def test_fulfilling_an_order_takes_its_units_off_stock_and_reserved(client, owner, order_in, teapot):
+    order = order_in("paid")
+
+    assert step(client, owner, order, "fulfilled").status_code == 200
+
+    product = client.get(f"/api/v1/products/{teapot.id}").get_json()
+    assert (product["stock"], product["reserved"], product["available"]) == (7, 0, 7)
 
 
 @pytest.mark.parametrize("who", ["buyer", "owner", "admin"])
@@ -165,7 +174,7 @@ def test_stock_comes_back_once_however_often_an_order_is_cancelled(client, buyer
     ]
 
     assert answers == [200, 409, 409]
-    assert stock_of(session, teapot) == 9
+    assert available_of(session, teapot) == 9
 
 
 @pytest.mark.parametrize(("current", "restocked"), [("paid", True), ("fulfilled", False)])
@@ -177,7 +186,7 @@ def test_a_full_refund_restocks_only_what_never_left(client, order_in, teapot, s
 
     assert refunded.get_json()["outcome"] == "applied"
     assert status_of(session, order) == "refunded"
-    assert stock_of(session, teapot) == (9 if restocked else 7)
+    assert available_of(session, teapot) == (9 if restocked else 7)
 
 
 @pytest.mark.parametrize("current", [s for s in ALL if s not in ("pending_payment",)])
@@ -207,14 +216,14 @@ def test_expire_stale_expires_old_unpaid_orders_once_and_restocks_them(app, orde
     old, paid = order_in("pending_payment"), order_in("paid")
     with time_machine.travel(utcnow() + timedelta(minutes=20)):
         recent = order_in("pending_payment")
-    assert stock_of(session, teapot) == 3
+    assert available_of(session, teapot) == 3
 
     first, second = expire_stale(app, after_minutes=31), expire_stale(app, after_minutes=32)
 
     assert "expired 1 orders unpaid for over 30 minutes" in first
     assert "expired 0 orders" in second
     assert [status_of(session, o) for o in (old, paid, recent)] == ["expired", "paid", "pending_payment"]
-    assert stock_of(session, teapot) == 5
+    assert available_of(session, teapot) == 5
 
 
 def test_expire_stale_reads_the_timeout_when_it_runs(database_url, order_in, session):

@@ -6,10 +6,12 @@ import pytest
 import time_machine
 from sqlalchemy import func, select, update
 
+from nexus import create_app
 from nexus.database import utcnow
 from nexus.orders.models import IdempotencyKey, Order
 from nexus.stores.models import Product, Store
 from nexus.users.models import User
+from tests.conftest import app_environ
 from tests.factories import ProductFactory, StoreFactory
 from tests.pages import walk
 
@@ -27,8 +29,8 @@ def shop(owner, session) -> tuple[Store, list[Product]]:
     ]
 
 
-def stock(session, *products: Product) -> list[int]:
-    return [session.scalar(select(Product.stock).where(Product.id == p.id)) for p in products]
+def available(session, *products: Product) -> list[int]:
+    return [session.scalar(select(Product.available).where(Product.id == p.id)) for p in products]
 
 
 def order_count(session) -> int:
@@ -68,7 +70,7 @@ def test_an_order_snapshots_prices_totals_and_reserves_stock(client, buyer, shop
     )
     created, expires = (datetime.fromisoformat(order[key]) for key in ("created_at", "expires_at"))
     assert expires - created == timedelta(minutes=30)
-    assert stock(session, teapot, cup) == [3, 7]
+    assert available(session, teapot, cup) == [3, 7]
 
 
 def test_lines_of_the_same_product_are_merged(client, buyer, shop, session):
@@ -77,7 +79,7 @@ def test_lines_of_the_same_product_are_merged(client, buyer, shop, session):
     order = place(client, buyer, (cup, 1), (teapot, 1), (cup, 2)).get_json()
 
     assert [(item["product_id"], item["quantity"]) for item in order["items"]] == [(teapot.id, 1), (cup.id, 3)]
-    assert stock(session, cup) == [7]
+    assert available(session, cup) == [7]
 
 
 def test_the_order_keeps_its_snapshot_when_the_product_changes(client, buyer, owner, shop):
@@ -96,7 +98,7 @@ def test_not_enough_stock_is_a_409_naming_every_short_product_and_reserves_nothi
 
     assert response.status_code == 409
     assert f"products {teapot.id}, {saucer.id}" in response.get_json()["message"]
-    assert stock(session, teapot, cup, saucer) == [5, 10, 0]
+    assert available(session, teapot, cup, saucer) == [5, 10, 0]
     assert order_count(session) == 0
 
 
@@ -111,7 +113,7 @@ def test_unavailable_products_are_a_422_and_reserve_nothing(client, buyer, shop,
         assert "items" in response.get_json()["errors"]["json"]
     missing = client.post(ORDERS, headers=buyer.headers, json={"items": [{"product_id": 999_999, "quantity": 1}]})
     assert missing.status_code == 422
-    assert stock(session, teapot, cup) == [5, 10]
+    assert available(session, teapot, cup) == [5, 10]
     assert order_count(session) == 0
 
 
@@ -122,7 +124,7 @@ def test_nobody_buys_from_their_own_store(client, owner, shop, session):
 
     assert response.status_code == 422
     assert "own store" in response.get_json()["message"]
-    assert stock(session, teapot) == [5]
+    assert available(session, teapot) == [5]
 
 
 @pytest.mark.parametrize(
@@ -146,6 +148,68 @@ def test_merged_lines_over_1000_are_a_422(client, buyer, shop):
     _, (_, cup, _) = shop
 
     assert place(client, buyer, (cup, 600), (cup, 600)).status_code == 422
+
+
+def test_an_order_total_above_99_999_999_is_a_422_and_reserves_nothing(client, buyer, shop, session):
+    store, _ = shop
+    dear = ProductFactory(store=store, price=50_000_000, stock=5)
+
+    response = place(client, buyer, (dear, 2))
+
+    assert response.status_code == 422
+    assert "99999999" in response.get_json()["errors"]["json"]["items"][0]
+    assert available(session, dear) == [5]
+    assert order_count(session) == 0
+
+
+def test_an_order_total_below_stripes_minimum_charge_is_a_422(client, buyer, shop, session):
+    _, (_, _, saucer) = shop
+    cheap = ProductFactory(store=saucer.store, price=49, stock=5)  # usd: Stripe charges 0.50 at least
+
+    refused = place(client, buyer, (cheap, 1))
+    placed = place(client, buyer, (cheap, 2))
+
+    assert refused.status_code == 422
+    assert "at least 50 usd" in refused.get_json()["message"]
+    assert placed.status_code == 201
+    assert available(session, cheap) == [3]
+
+
+def test_the_minimum_charge_is_the_currencys(client, buyer, owner, session):
+    yen = StoreFactory(owner=session.get(User, owner.user["id"]), currency="jpy")
+    sweet = ProductFactory(store=yen, price=49, stock=5)  # jpy is zero-decimal: 49 yen, under Stripe's 50
+
+    assert place(client, buyer, (sweet, 1)).status_code == 422
+    assert place(client, buyer, (sweet, 2)).status_code == 201
+
+
+def test_a_buyer_with_5_unpaid_orders_must_pay_or_cancel_one_first(client, buyer, stranger, shop, session):
+    _, (_, cup, _) = shop
+    placed = [place(client, buyer, (cup, 1)).get_json() for _ in range(5)]
+
+    refused = place(client, buyer, (cup, 1))
+    other_buyer = place(client, stranger, (cup, 1))
+    client.post(f"{ORDERS}/{placed[0]['id']}/cancel", headers=buyer.headers)
+    after_cancel = place(client, buyer, (cup, 1))
+
+    assert refused.status_code == 409
+    assert "pay or cancel one" in refused.get_json()["message"]
+    assert other_buyer.status_code == 201
+    assert after_cancel.status_code == 201
+    assert available(session, cup) == [10 - 4 - 1 - 1]
+
+
+def test_placing_orders_is_rate_limited_per_user(database_url, buyer, stranger, shop, bearer_for):
+    _, (_, cup, _) = shop
+    limited = create_app(app_environ(database_url, ORDER_RATE_LIMIT_PER_USER="2 per hour")).test_client()
+
+    answers = [limited.post(ORDERS, headers=buyer.headers, json=body((cup, 1))) for _ in range(3)]
+    someone_else = limited.post(ORDERS, headers=stranger.headers, json=body((cup, 1)))
+
+    assert [answer.status_code for answer in answers] == [201, 201, 429]
+    assert int(answers[2].headers["Retry-After"]) > 0
+    assert answers[2].get_json()["code"] == 429
+    assert someone_else.status_code == 201
 
 
 def test_placing_an_order_needs_a_verified_user(client, buyer, shop, session):
@@ -175,7 +239,7 @@ def test_the_same_key_and_body_answer_the_original_order(client, buyer, shop, se
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json() == first.get_json()
     assert order_count(session) == 1
-    assert stock(session, teapot) == [3]
+    assert available(session, teapot) == [3]
 
 
 def test_the_same_key_with_another_body_is_a_422(client, buyer, shop, session):
@@ -189,6 +253,21 @@ def test_the_same_key_with_another_body_is_a_422(client, buyer, shop, session):
 
     assert response.status_code == 422
     assert "Idempotency-Key" in response.get_json()["errors"]["headers"]
+    assert order_count(session) == 1
+
+
+def test_the_same_lines_in_another_order_or_split_are_the_same_body(client, buyer, shop, session):
+    _, (teapot, cup, _) = shop
+    key = {"Idempotency-Key": "cart-1"}
+    first = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((teapot, 1), (cup, 3)))
+
+    reordered = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((cup, 3), (teapot, 1)))
+    split = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((cup, 1), (teapot, 1), (cup, 2)))
+
+    assert first.status_code == 201
+    for again in (reordered, split):
+        assert (again.status_code, again.headers.get("Idempotent-Replayed")) == (201, "true")
+        assert again.get_json()["id"] == first.get_json()["id"]
     assert order_count(session) == 1
 
 
@@ -257,7 +336,7 @@ def test_a_key_in_flight_for_over_a_minute_was_abandoned_and_the_retry_places_th
     again = client.post(ORDERS, headers=headers, json=body((teapot, 1)))
     assert (again.headers["Idempotent-Replayed"], again.get_json()["id"]) == ("true", retry.get_json()["id"])
     assert order_count(session) == 2
-    assert stock(session, teapot) == [3]
+    assert available(session, teapot) == [3]
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "naïve"])

@@ -121,7 +121,7 @@ def test_cancelling_an_order_cancels_its_payment_at_stripe(client, buyer, order,
     assert intent_at_stripe(localstripe, payment["provider_payment_id"])["status"] == "canceled"
     with pytest.raises(urllib.error.HTTPError):  # the old client secret pays nothing
         pay_at_stripe(localstripe, payment["provider_payment_id"])
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 4
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 4
 
 
 def test_an_order_whose_payment_is_processing_cannot_be_cancelled(client, buyer, order, session):
@@ -151,7 +151,7 @@ def test_an_order_whose_payment_is_being_started_cannot_be_cancelled_yet(client,
     assert "being started" in response.get_json()["message"]
     assert order_as(client, buyer, order)["status"] == "pending_payment"
     assert session.scalar(select(Payment.status).where(Payment.id == payment.id)) == "pending"
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 2
 
 
 def test_an_order_whose_payment_start_was_abandoned_is_cancelled_with_it(client, buyer, order, teapot, session):
@@ -162,7 +162,7 @@ def test_an_order_whose_payment_start_was_abandoned_is_cancelled_with_it(client,
 
     assert (response.status_code, response.get_json()["status"]) == (200, "cancelled")
     assert session.scalar(select(Payment.status).where(Payment.id == payment.id)) == "canceled"
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 4
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 4
 
 
 def test_a_payment_whose_start_was_cut_short_is_started_again_with_its_intent(client, buyer, order, session):
@@ -208,7 +208,7 @@ def test_admins_refund_in_part_then_in_full_through_stripe(client, admin, buyer,
 
     assert (rest.get_json()["status"], rest.get_json()["amount_refunded"]) == ("refunded", 3000)
     assert order_as(client, buyer, order)["status"] == "refunded"
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 4
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 4
     assert refund(client, admin, succeeded).status_code == 409
     assert [(e["action"], e["target_id"], e["before"], e["after"]) for e in audit_log(client, admin)] == [
         ("payment.refund", succeeded["id"], {"status": "partially_refunded", "amount_refunded": 1000},
@@ -391,7 +391,7 @@ def test_replaying_an_applied_event_changes_nothing_and_is_recorded(
     replayed = response.get_json()
     assert (replayed["id"], replayed["outcome"], replayed["replays"]) == (audit.id, "duplicate", 1)
     assert order_as(client, buyer, order)["status"] == "paid"
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 2
     assert client.post(f"/api/v1/admin/payment-events/{audit.id}/replay", headers=buyer.headers).status_code == 403
     assert client.post("/api/v1/admin/payment-events/999999/replay", headers=admin.headers).status_code == 404
     [entry] = audit_log(client, admin)
@@ -454,7 +454,7 @@ def test_when_stripe_cannot_cancel_its_payment_an_order_does_not_expire(
     assert "expired 0 orders" in output and "1 could not be expired" in output
 
     assert order_as(client, buyer, order)["status"] == "pending_payment"
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 2
     assert session.scalar(select(Payment.status).where(Payment.id == payment["id"])) == "pending"
     assert intent_at_stripe(localstripe, payment["provider_payment_id"])["status"] == "requires_payment_method"
 

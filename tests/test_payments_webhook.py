@@ -258,12 +258,12 @@ def test_a_partial_then_a_full_refund(client, payment, order, teapot, session):
 
     assert deliver(client, refund_event(payment, 1000)).get_json()["outcome"] == "applied"
     assert state(session, payment, order) == ("partially_refunded", "paid")
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 2
 
     assert deliver(client, refund_event(payment, 3000)).get_json()["outcome"] == "applied"
     assert state(session, payment, order) == ("refunded", "refunded")
     assert session.scalar(select(Payment.amount_refunded).where(Payment.id == payment.id)) == 3000
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 4  # refunded from paid
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 4  # refunded from paid
 
 
 def test_the_same_refund_reported_twice_counts_once(client, payment, order, session):
@@ -279,7 +279,7 @@ def test_the_same_refund_reported_twice_counts_once(client, payment, order, sess
 def test_a_refund_that_arrives_before_the_success_settles_both(client, payment, order, teapot, session):
     assert deliver(client, refund_event(payment, 3000)).get_json()["outcome"] == "applied"
     assert state(session, payment, order) == ("refunded", "refunded")
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 4
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 4
 
     assert deliver(client, intent_event(payment, "succeeded")).get_json()["outcome"] == "ignored"
     assert state(session, payment, order) == ("refunded", "refunded")
@@ -336,4 +336,4 @@ def test_one_event_delivered_eight_times_at_once_is_applied_once(app, payment, o
     assert [answer["duplicate"] for answer in answers].count(False) == 1
     assert {answer["outcome"] for answer in answers} == {"applied"}
     assert state(session, payment, order) == ("succeeded", "paid")
-    assert session.scalar(select(Product.stock).where(Product.id == teapot.id)) == 2
+    assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 2

@@ -79,6 +79,29 @@ def test_bad_product_input_is_refused(client, owner, store, fields):
     assert set(response.get_json()["errors"]["json"]) == set(fields)
 
 
+@pytest.mark.parametrize("currency", ["kwd", "bhd", "jod", "omr", "tnd"])
+def test_a_price_in_a_three_decimal_currency_is_a_multiple_of_10(client, owner, currency):
+    store = client.post("/api/v1/stores", headers=owner.headers, json={"name": "Dinar", "currency": currency})
+
+    refused = add_product(client, owner, store.get_json(), price=1005)
+    product = add_product(client, owner, store.get_json(), price=1010)
+
+    assert refused.status_code == 422
+    assert "multiple of 10" in refused.get_json()["errors"]["json"]["price"][0]
+    assert product.status_code == 201
+    patched = client.patch(f"/api/v1/products/{product.get_json()['id']}", headers=owner.headers, json={"price": 999})
+    assert patched.status_code == 422
+    assert "price" in patched.get_json()["errors"]["json"]
+    assert client.get(f"/api/v1/products/{product.get_json()['id']}").get_json()["price"] == 1010
+
+
+def test_a_price_in_a_two_or_zero_decimal_currency_is_any_whole_amount(client, owner, store):
+    yen = client.post("/api/v1/stores", headers=owner.headers, json={"name": "Yen", "currency": "jpy"}).get_json()
+
+    assert add_product(client, owner, store, price=1005).status_code == 201
+    assert add_product(client, owner, yen, price=1005).status_code == 201
+
+
 def test_an_active_product_is_public(client, owner, store):
     product = add_product(client, owner, store).get_json()
 
@@ -120,6 +143,33 @@ def test_the_owner_changes_a_product(client, owner, store):
         "NEW-1",
     )
     assert response.get_json()["updated_at"] >= product["updated_at"]
+
+
+def test_a_product_shows_what_orders_hold_and_what_is_left_to_buy(client, teapot, order):
+    product = client.get(f"/api/v1/products/{teapot.id}").get_json()
+
+    assert (product["stock"], product["reserved"], product["available"]) == (4, 2, 2)
+
+
+def test_counting_the_shelf_while_orders_wait_creates_no_stock(client, owner, buyer, teapot, order):
+    counted = client.patch(f"/api/v1/products/{teapot.id}", headers=owner.headers, json={"stock": 4})
+    client.post(f"/api/v1/orders/{order['id']}/cancel", headers=buyer.headers)
+
+    assert (counted.get_json()["stock"], counted.get_json()["reserved"], counted.get_json()["available"]) == (4, 2, 2)
+    product = client.get(f"/api/v1/products/{teapot.id}").get_json()
+    assert (product["stock"], product["reserved"], product["available"]) == (4, 0, 4)
+
+
+def test_stock_below_what_orders_hold_is_a_409_saying_how_many(client, owner, teapot, order):
+    url = f"/api/v1/products/{teapot.id}"
+
+    refused = client.patch(url, headers=owner.headers, json={"stock": 1, "name": "Renamed"})
+    emptied = client.patch(url, headers=owner.headers, json={"stock": 2})
+
+    assert refused.status_code == 409
+    assert "2 units" in refused.get_json()["message"]
+    assert "stock" in refused.get_json()["errors"]["json"]
+    assert (emptied.status_code, emptied.get_json()["available"], emptied.get_json()["name"]) == (200, 0, teapot.name)
 
 
 def test_a_patch_to_a_taken_sku_is_a_conflict_and_changes_nothing(client, owner, store):

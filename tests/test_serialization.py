@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from nexus.orders.schemas import OrderItemSchema
 from nexus.payments.schemas import PaymentSchema
-from nexus.stores.models import Product
+from nexus.stores.models import PRODUCT_ROW, Product
 from nexus.stores.schemas import ProductSchema, StoreSchema
 from nexus.users.schemas import UserSchema
 from tests.factories import ProductFactory
@@ -21,7 +21,7 @@ def marshmallow_json(schema: Schema, obj, many: bool = False) -> object:
 
 def test_a_flat_dump_of_objects_and_rows_is_marshmallows(app, session):
     products = [ProductFactory(sku=None), ProductFactory()]
-    rows = session.execute(select(*Product.__table__.c).order_by(Product.id)).all()
+    rows = session.execute(select(*PRODUCT_ROW).order_by(Product.id)).all()
     schema = ProductSchema()
 
     with app.app_context():

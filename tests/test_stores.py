@@ -73,6 +73,19 @@ def test_currency_is_lowercase_iso_4217(client, owner):
     assert "currency" in response.get_json()["errors"]["json"]
 
 
+@pytest.mark.parametrize("currency", ["cup", "irr", "kpw", "xau"])
+def test_a_currency_stripe_cannot_charge_is_a_422(client, owner, currency):
+    response = client.post(STORES, headers=owner.headers, json={"name": "Shop", "currency": currency})
+
+    assert response.status_code == 422
+    assert response.get_json()["errors"]["json"]["currency"] == ["Stripe cannot charge this currency."]
+
+
+@pytest.mark.parametrize("currency", ["aed", "jpy", "kwd", "bhd", "eur"])
+def test_currencies_stripe_charges_are_store_currencies(client, owner, currency):
+    assert open_store(client, owner, currency=currency)["currency"] == currency
+
+
 @pytest.mark.parametrize(
     "body", [{}, {"name": ""}, {"name": "x" * 121}, {"name": "Shop", "owner_id": 1}, {"name": "Shop", "slug": "s"}]
 )

@@ -5,7 +5,7 @@ Stripe's payment_intent events and the intents reconciliation read carry the int
 them before storing; this removes them from the rows stored before.
 
 Revision ID: a3c1e5f7b9d2
-Revises: 76351bd5580c
+Revises: 749fa1e5dd0d
 Create Date: 2026-12-01 08:20:00
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'a3c1e5f7b9d2'
-down_revision = '76351bd5580c'
+down_revision = '749fa1e5dd0d'
 branch_labels = None
 depends_on = None
 

@@ -38,6 +38,7 @@ PRODUCT_COLUMNS = (
     "price",
     "currency",
     "stock",
+    "reserved",
     "is_active",
     "created_at",
     "updated_at",
@@ -116,6 +117,7 @@ class Catalog:
                 int(math.exp(rng.uniform(low, high))) // 100 * 100 + 99,
                 currency,
                 0 if rng.random() < 0.1 else rng.randint(1, 500),  # a tenth sold out
+                0,  # no order holds any yet
                 rng.random() >= 0.05,  # a few taken off sale
                 created,
                 created,

@@ -1,8 +1,10 @@
 """`/api/v1/orders` and `/api/v1/stores/{id}/orders`: place orders, follow and move them."""
 
+from flask import current_app
 from flask.views import MethodView
-from flask_jwt_extended import get_current_user
+from flask_jwt_extended import get_current_user, get_jwt_identity
 
+from nexus.extensions import limiter
 from nexus.openapi import Blueprint, documents_errors
 from nexus.orders import service
 from nexus.orders.models import OrderStatus
@@ -27,13 +29,20 @@ REPLAYED = {
 }
 
 
+# Each user's own budget for placing orders (the token's user: login_required runs first).
+placing_limit = limiter.limit(
+    lambda: current_app.config["ORDER_RATE_LIMIT_PER_USER"], key_func=get_jwt_identity, scope="orders-per-user"
+)
+
+
 @blp.route("/orders")
 class Orders(MethodView):
     @login_required(verified=True)
     @blp.arguments(OrderCreateSchema())
     @blp.arguments(IdempotencyHeaderSchema(), location="headers")
     @blp.response(201, OrderSchema, headers=REPLAYED)
-    @documents_errors(409)
+    @documents_errors(409, 429)
+    @placing_limit
     def post(self, order, headers):
         """Place an order: stock is reserved until it is paid, cancelled or expires."""
         placed, replayed = service.place_order(get_current_user(), **order, **headers)

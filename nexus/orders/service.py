@@ -1,9 +1,10 @@
-"""Orders: placed against live stock in one transaction, moved only along `MOVES`, listed.
+"""Orders: placed against available stock in one transaction, moved only along `MOVES`, listed.
 
-Stock is reserved with one conditional UPDATE per product, in product-id order: two orders
-racing for the last unit cannot both get it, and two multi-line orders lock their rows in the
-same order, so they never deadlock. A status move is a conditional UPDATE on the current
-status, so a move that restores stock can only happen once.
+A product's `stock` is what the store holds and has not shipped (the owner's count) and its
+`reserved` what orders hold of it. Placing reserves with one conditional UPDATE per product, in
+product-id order: two orders racing for the last unit cannot both get it, and two multi-line
+orders lock their rows in the same order, so they never deadlock. A status move is a conditional
+UPDATE on the current status, so a move that releases or ships units happens only once.
 """
 
 import hashlib
@@ -13,13 +14,14 @@ from functools import cache
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Row, Select, bindparam, delete, select, update
+from sqlalchemy import Row, Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from nexus.database import read, utcnow
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
+from nexus.money import charge_problem
 from nexus.orders.models import IdempotencyKey, Order, OrderItem
 from nexus.orders.models import OrderStatus as S
 from nexus.pagination import newest_first, paginate, rows_where
@@ -39,8 +41,10 @@ MOVES: dict[tuple[S, S], set[str]] = {
     (S.PAID, S.REFUNDED): {ADMIN, SYSTEM},  # a full refund
     (S.FULFILLED, S.REFUNDED): {ADMIN, SYSTEM},
 }
-# Moves after which the goods never left: their stock goes back on sale.
-RESTOCKING = {(S.PENDING_PAYMENT, S.CANCELLED), (S.PENDING_PAYMENT, S.EXPIRED), (S.PAID, S.REFUNDED)}
+# Moves after which the goods never left: what the order held goes back on sale.
+RELEASING = {(S.PENDING_PAYMENT, S.CANCELLED), (S.PENDING_PAYMENT, S.EXPIRED), (S.PAID, S.REFUNDED)}
+# The move at which the goods leave the store: off its stock, and no longer held.
+SHIPPING = {(S.PAID, S.FULFILLED)}
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 IN_FLIGHT_TIMEOUT = timedelta(minutes=1)  # a claimed key with no order after this was abandoned
@@ -88,13 +92,13 @@ def _for_sale(buyer: User, quantities: dict[int, int]) -> dict[int, Row]:
 
 
 def _reserve(quantities: dict[int, int]) -> list[int]:
-    """Take the quantities off stock, in product-id order; the products that lacked stock."""
+    """Hold the quantities of what is available, in product-id order; the products that lacked it."""
     short = []
     for product_id, quantity in quantities.items():
         taken = db.session.execute(
             update(Product)
-            .where(Product.id == product_id, Product.is_active, Product.stock >= quantity)
-            .values(stock=Product.stock - quantity)
+            .where(Product.id == product_id, Product.is_active, Product.stock - Product.reserved >= quantity)
+            .values(reserved=Product.reserved + quantity)
             .execution_options(synchronize_session=False)
         )
         if taken.rowcount != 1:
@@ -102,14 +106,27 @@ def _reserve(quantities: dict[int, int]) -> list[int]:
     return short
 
 
+def _check_chargeable(total: int, currency: str) -> None:
+    """A total Stripe can charge at once: within its maximum and at least its minimum; else a 422."""
+    problem = charge_problem(total, currency)
+    if problem:
+        raise Invalid(problem, errors={"json": {"items": [problem]}})
+
+
+def _check_open_orders(buyer: User) -> None:
+    """Each unpaid order holds stock nobody else can buy: a buyer may leave only so many. The
+    buyer's row is locked first (Postgres), so two orders placed at once are counted in turn."""
+    db.session.execute(select(User.id).where(User.id == buyer.id).with_for_update(key_share=True))
+    waiting = select(func.count()).where(Order.buyer_id == buyer.id, Order.status == S.PENDING_PAYMENT.value)
+    limit = current_app.config["ORDER_MAX_OPEN_PER_BUYER"]
+    if db.session.scalar(waiting) >= limit:
+        db.session.rollback()
+        raise Conflict(f"You have {limit} orders waiting for payment: pay or cancel one before placing another.")
+
+
 def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: IdempotencyKey | None) -> Order:
     quantities = _merged(items)
     products = _for_sale(buyer, quantities)
-    short = _reserve(quantities)
-    if short:
-        db.session.rollback()  # nothing stays reserved
-        message = f"Not enough stock for products {_ids(short)}."
-        raise Conflict(message, errors={"json": {"items": [message]}})
     lines = [
         OrderItem(
             product_id=product_id,
@@ -122,6 +139,13 @@ def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: Id
     ]
     subtotal = sum(line.line_total for line in lines)
     first = next(iter(products.values()))
+    _check_chargeable(subtotal, first.currency)
+    _check_open_orders(buyer)
+    short = _reserve(quantities)
+    if short:
+        db.session.rollback()  # nothing stays reserved
+        message = f"Not enough stock for products {_ids(short)}."
+        raise Conflict(message, errors={"json": {"items": [message]}})
     timeout = timedelta(minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"])
     now = utcnow()
     order = Order(
@@ -148,8 +172,10 @@ def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: Id
     return order
 
 
-def _fingerprint(items: list[dict[str, int]], note: str | None) -> str:
-    return hashlib.sha256(json.dumps({"items": items, "note": note}, sort_keys=True).encode()).hexdigest()
+def _fingerprint(quantities: dict[int, int], note: str | None) -> str:
+    """The body as the order sees it: the same lines in any order, or split, are the same body."""
+    lines = sorted(quantities.items())
+    return hashlib.sha256(json.dumps({"lines": lines, "note": note}).encode()).hexdigest()
 
 
 def _claim(buyer: User, key: str, fingerprint: str) -> IdempotencyKey:
@@ -196,7 +222,7 @@ def place_order(
     `replayed` means the key's earlier request had placed it."""
     if idempotency_key is None:
         return _place(buyer, items, note, claim=None), False
-    claim = _claim(buyer, idempotency_key, _fingerprint(items, note))
+    claim = _claim(buyer, idempotency_key, _fingerprint(_merged(items), note))
     if claim.order_id is not None:
         return db.session.get(Order, claim.order_id), True
     try:
@@ -240,19 +266,23 @@ def lock_order(order_id: int) -> Order:
     return order
 
 
-def _restock(order: Order) -> None:
+def _let_go(order: Order, *, shipped: bool) -> None:
+    """Stop holding the order's units; `shipped`: they left the store, so off its stock too."""
     for item in sorted(order.items, key=lambda item: item.product_id):  # the order stock is reserved in
+        values = {"reserved": Product.reserved - item.quantity}
+        if shipped:
+            values["stock"] = Product.stock - item.quantity
         db.session.execute(
             update(Product)
             .where(Product.id == item.product_id)
-            .values(stock=Product.stock + item.quantity)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
 
 
 def transition(order: Order, to: S, roles: set[str]) -> None:
     """Move `order` to `to` within the caller's transaction, if `MOVES` allows it and `roles`
-    may; restock if the move does. A Conflict if the move is not allowed or another request moved
+    may; release or ship its units if the move does. A Conflict if the move is not allowed or another request moved
     it first; Forbidden if none of `roles` may make it."""
     current = S(order.status)
     allowed = MOVES.get((current, to))
@@ -271,8 +301,8 @@ def transition(order: Order, to: S, roles: set[str]) -> None:
     )
     if moved.rowcount != 1:
         raise Conflict(f"The order changed meanwhile; it cannot become {to}.")
-    if (current, to) in RESTOCKING:
-        _restock(order)
+    if (current, to) in RELEASING or (current, to) in SHIPPING:
+        _let_go(order, shipped=(current, to) in SHIPPING)
     for field, value in values.items():  # what the UPDATE wrote, without writing it again
         set_committed_value(order, field, value)
 

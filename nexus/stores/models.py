@@ -11,6 +11,7 @@ from sqlalchemy import (
     UniqueConstraint,
     literal_column,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from nexus.database import Timestamps
@@ -50,6 +51,8 @@ class Product(Timestamps, db.Model):
         UniqueConstraint("store_id", "sku", name="uq_products_store_id_sku"),
         CheckConstraint("price > 0", name="price_positive"),
         CheckConstraint("stock >= 0", name="stock_not_negative"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("reserved <= stock", name="reserved_within_stock"),
         # Keyset lists: newest is the primary key; the price sorts and the store lists below.
         Index("ix_products_price_id", "price", "id"),
         Index("ix_products_store_id_id", "store_id", "id"),
@@ -74,11 +77,21 @@ class Product(Timestamps, db.Model):
     sku: Mapped[str | None] = mapped_column(String(64))
     price: Mapped[int] = mapped_column(Integer, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)  # always its store's
+    # Units the store holds and has not shipped, as the owner counts them.
     stock: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Units held by orders waiting for payment or paid and not yet fulfilled.
+    reserved: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
     store: Mapped[Store] = relationship(lazy="raise")
 
+    @hybrid_property
+    def available(self) -> int:
+        """What buyers can order now."""
+        return self.stock - self.reserved
+
 
 # What `q` searches in a product: each word of it is `PRODUCT_SEARCH_TEXT ILIKE '%word%'`.
 PRODUCT_SEARCH_TEXT = Product.__table__.c.name + literal_column("' '") + Product.__table__.c.description
+# What a list reads of each product: its columns and what is available of it.
+PRODUCT_ROW = (*Product.__table__.c, Product.available.label("available"))

@@ -55,7 +55,11 @@ class ProductSchema(FlatSchema):
     sku = fields.String(required=True, allow_none=True)
     price = fields.Integer(required=True, metadata={"description": "Minor units (1999 = 19.99)."})
     currency = fields.String(required=True)
-    stock = fields.Integer(required=True)
+    stock = fields.Integer(required=True, metadata={"description": "Units the store holds and has not shipped."})
+    reserved = fields.Integer(
+        required=True, metadata={"description": "Units held by orders waiting for payment, or paid and not shipped."}
+    )
+    available = fields.Integer(required=True, metadata={"description": "stock - reserved: what buyers can order."})
     is_active = fields.Boolean(required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
@@ -75,7 +79,9 @@ class ProductUpdateSchema(Schema):
     description = TrimmedString(**DESCRIPTION)
     sku = TrimmedString(allow_none=True, **SKU)
     price = Amount()
-    stock = fields.Integer(**STOCK)
+    stock = fields.Integer(
+        metadata={"description": "The units counted on the shelf; at least what orders hold (else a 409)."}, **STOCK
+    )
     is_active = JsonBoolean()
 
 
@@ -85,7 +91,9 @@ class ProductListArgsSchema(PageArgsSchema):
     )
     min_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})
     max_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})
-    in_stock = fields.Boolean(metadata={"description": "true: only products with stock left."})
+    in_stock = fields.Boolean(
+        metadata={"description": "true: only products with units available (stock - reserved > 0)."}
+    )
     sort = fields.String(load_default="newest", validate=validate.OneOf(["newest", "price_asc", "price_desc"]))
 
     @validates_schema

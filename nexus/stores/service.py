@@ -9,15 +9,16 @@ import unicodedata
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
-from nexus.database import contains, matches
-from nexus.errors import Conflict, Forbidden, NotFound
+from nexus.database import contains, matches, utcnow
+from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
-from nexus.money import DEFAULT_CURRENCY
+from nexus.money import DEFAULT_CURRENCY, price_problem
 from nexus.pagination import Keyset, newest_first, paginate
-from nexus.stores.models import PRODUCT_SEARCH_TEXT, Product, Store
+from nexus.stores.models import PRODUCT_ROW, PRODUCT_SEARCH_TEXT, Product, Store
 from nexus.users.models import User
 
 # Lists read plain rows from the tables, not ORM objects: the catalog is the hot path, and
@@ -136,13 +137,44 @@ def _save_product(product: Product) -> Product:
     return product
 
 
+def _check_price(price: int | None, currency: str) -> None:
+    """A price Stripe can charge in the store's currency (a multiple of 10 in kwd, say); else a 422."""
+    problem = None if price is None else price_problem(price, currency)
+    if problem:
+        raise Invalid(problem, errors={"json": {"price": [problem]}})
+
+
 def create_product(store: Store, **fields: Any) -> Product:
     """List a product in `store`, in the store's currency."""
+    _check_price(fields["price"], store.currency)
     return _save_product(Product(store_id=store.id, currency=store.currency, **fields))
 
 
+def _recount(product: Product, stock: int) -> None:
+    """Set the stock the owner counted, unless orders hold more than that (a 409). One
+    conditional UPDATE: an order reserving at the same moment is either counted or refused."""
+    now = utcnow()
+    reserved = db.session.execute(
+        update(Product)
+        .where(Product.id == product.id, Product.reserved <= stock)
+        .values(stock=stock, updated_at=now)
+        .returning(Product.reserved)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if reserved is None:
+        db.session.rollback()
+        held = db.session.scalar(select(Product.reserved).where(Product.id == product.id))
+        message = f"Unpaid and unshipped orders hold {held} units of this product: stock cannot go below {held}."
+        raise Conflict(message, errors={"json": {"stock": [message]}})
+    for field, value in {"stock": stock, "reserved": reserved, "updated_at": now}.items():
+        set_committed_value(product, field, value)
+
+
 def update_product(product: Product, changes: dict[str, Any]) -> Product:
-    """Change a product; a sku its store already has is a 409."""
+    """Change a product; a sku its store already has is a 409, stock below what orders hold too."""
+    _check_price(changes.get("price"), product.currency)
+    if "stock" in changes:
+        _recount(product, changes.pop("stock"))
     for field, value in changes.items():
         setattr(product, field, value)
     return _save_product(product)
@@ -161,7 +193,7 @@ PRODUCT_FILTERS = {
     "store_id": products.c.store_id == bindparam("store_id"),
     "min_price": products.c.price >= bindparam("min_price"),
     "max_price": products.c.price <= bindparam("max_price"),
-    "in_stock": products.c.stock > 0,
+    "in_stock": products.c.stock > products.c.reserved,  # some available
 }
 
 
@@ -180,7 +212,7 @@ def _filter_values(
 
 @cache
 def _products_query(*, catalog: bool, active_only: bool, filters: frozenset[str]) -> Select:
-    statement = select(*products.c)
+    statement = select(*PRODUCT_ROW)
     if catalog:
         statement = statement.join(stores, stores.c.id == products.c.store_id).where(stores.c.is_active)
     if active_only:
