@@ -129,7 +129,6 @@ def _read_back(payment_id: int) -> None:
     try:
         webhooks.reconcile(payment_id)
     except gateway.PaymentGatewayError as error:
-        db.session.rollback()
         log.warning("payment %s not read back from Stripe: %s", payment_id, error.message)
 
 

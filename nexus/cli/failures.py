@@ -1,18 +1,16 @@
-"""Batch commands (crons) go on past an item that fails: it is rolled back and logged here, and
-the command exits 1 at the end, so Render marks the run failed."""
+"""Batch commands (crons) go on past an item that fails: the command rolls it back, it is logged
+here, and the command exits 1 at the end, so Render marks the run failed."""
 
 import logging
 
 from nexus.errors import DomainError
-from nexus.extensions import db
 
 log = logging.getLogger("nexus.cli")
 
 
 def failed_item(what: str, error: Exception) -> str:
-    """Roll back the item's work, log why it failed (with the traceback when it is a bug rather
-    than a dependency saying no), and return the reason."""
-    db.session.rollback()
+    """Log why an item failed (with the traceback when it is a bug rather than a dependency
+    saying no), and return the reason."""
     reason = error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
     log.error("%s failed: %s", what, reason, exc_info=not isinstance(error, DomainError))
     return reason

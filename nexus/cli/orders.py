@@ -37,6 +37,7 @@ def expire_stale_command() -> None:
                 db.session.rollback()
                 waiting += 1
             except Exception as error:  # Stripe down or refusing to cancel, or a bug
+                db.session.rollback()
                 failed_item(f"expiring order {order_id}", error)
                 failed += 1
     forgotten = service.forget_idempotency_keys(now - service.IDEMPOTENCY_WINDOW)

@@ -7,6 +7,7 @@ from flask.cli import AppGroup
 
 from nexus.cli.failures import failed_item
 from nexus.database import utcnow
+from nexus.extensions import db
 from nexus.payments import service, webhooks
 
 payments = AppGroup("payments", help="Payments and Stripe.")
@@ -28,6 +29,7 @@ def reconcile_command(older_than_minutes: int) -> None:
             try:
                 news = webhooks.reconcile(payment_id)
             except Exception as error:
+                db.session.rollback()
                 reason = failed_item(f"reconciling payment {payment_id}", error)
                 failed.append(f"payment {payment_id}: not read from Stripe ({reason})")
                 continue

@@ -5,6 +5,9 @@ A product's `stock` is what the store holds and has not shipped (the owner's cou
 product-id order: two orders racing for the last unit cannot both get it, and two multi-line
 orders lock their rows in the same order, so they never deadlock. A status move is a conditional
 UPDATE on the current status, so a move that releases or ships units happens only once.
+
+Transactions follow the one rule written in `nexus.database`: the functions routes, jobs and
+commands call commit; what they call never does.
 """
 
 import hashlib
@@ -120,12 +123,11 @@ def _check_open_orders(buyer: User) -> None:
     waiting = select(func.count()).where(Order.buyer_id == buyer.id, Order.status == S.PENDING_PAYMENT.value)
     limit = current_app.config["ORDER_MAX_OPEN_PER_BUYER"]
     if db.session.scalar(waiting) >= limit:
-        db.session.rollback()
         raise Conflict(f"You have {limit} orders waiting for payment: pay or cancel one before placing another.")
 
 
-def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: IdempotencyKey | None) -> Order:
-    quantities = _merged(items)
+def _place(buyer: User, quantities: dict[int, int], note: str | None, claim: IdempotencyKey | None) -> Order:
+    """The order, its stock reserved and its key (if any) pointing at it, in the caller's transaction."""
     products = _for_sale(buyer, quantities)
     lines = [
         OrderItem(
@@ -143,7 +145,6 @@ def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: Id
     _check_open_orders(buyer)
     short = _reserve(quantities)
     if short:
-        db.session.rollback()  # nothing stays reserved
         message = f"Not enough stock for products {_ids(short)}."
         raise Conflict(message, errors={"json": {"items": [message]}})
     timeout = timedelta(minutes=current_app.config["ORDER_PAYMENT_TIMEOUT_MINUTES"])
@@ -166,9 +167,7 @@ def _place(buyer: User, items: list[dict[str, int]], note: str | None, claim: Id
     if claim is not None:  # the key and the order commit together
         held = db.session.execute(update(IdempotencyKey).where(IdempotencyKey.id == claim.id).values(order_id=order.id))
         if held.rowcount != 1:  # taken over as abandoned while this request was slow: that one places the order
-            db.session.rollback()
             raise Conflict("An order with this Idempotency-Key is still being placed; retry in a moment.")
-    db.session.commit()
     return order
 
 
@@ -179,25 +178,23 @@ def _fingerprint(quantities: dict[int, int], note: str | None) -> str:
 
 
 def _claim(buyer: User, key: str, fingerprint: str) -> IdempotencyKey:
-    """This request's hold on `key`, committed at once so that duplicates see it; or the
-    earlier request's, whose order is then answered again. The unique key decides races."""
+    """This request's hold on `key` (the caller commits it at once, so that duplicates see it);
+    or the earlier request's, whose order is then answered again. The unique key decides races."""
     for _ in range(3):
         now = utcnow()
         try:
             with db.session.begin_nested():
                 claim = IdempotencyKey(user_id=buyer.id, key=key, request_hash=fingerprint, created_at=now)
                 db.session.add(claim)
-            db.session.commit()
             return claim
         except IntegrityError:
-            db.session.rollback()
+            pass
         earlier = db.session.scalar(select(IdempotencyKey).filter_by(user_id=buyer.id, key=key))
         if earlier is None:
             continue
         abandoned = earlier.order_id is None and earlier.created_at < now - IN_FLIGHT_TIMEOUT
         if earlier.created_at < now - IDEMPOTENCY_WINDOW or abandoned:
             db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == earlier.id))
-            db.session.commit()
             continue
         if earlier.request_hash != fingerprint:
             message = "This Idempotency-Key was used for a different order; use a new key."
@@ -208,28 +205,35 @@ def _claim(buyer: User, key: str, fingerprint: str) -> IdempotencyKey:
     raise Conflict("Could not claim this Idempotency-Key; retry in a moment.")
 
 
-def _release(claim: IdempotencyKey) -> None:
-    """Forget a claim whose order was not placed, so the client may retry with the same key."""
-    db.session.rollback()
-    db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == claim.id, IdempotencyKey.order_id.is_(None)))
-    db.session.commit()
-
-
 def place_order(
     buyer: User, *, items: list[dict[str, int]], note: str | None = None, idempotency_key: str | None = None
 ) -> tuple[Order, bool]:
     """Place an order in `pending_payment` with its stock reserved: `(order, replayed)`, where
-    `replayed` means the key's earlier request had placed it."""
-    if idempotency_key is None:
-        return _place(buyer, items, note, claim=None), False
-    claim = _claim(buyer, idempotency_key, _fingerprint(_merged(items), note))
-    if claim.order_id is not None:
-        return db.session.get(Order, claim.order_id), True
+    `replayed` means the key's earlier request had placed it. With a key, the claim on it commits
+    first; if the order then cannot be placed, the claim is dropped so the client may retry."""
+    quantities = _merged(items)
+    claim = None
+    if idempotency_key is not None:
+        try:
+            claim = _claim(buyer, idempotency_key, _fingerprint(quantities, note))
+        except Exception:
+            db.session.rollback()
+            raise
+        db.session.commit()
+        if claim.order_id is not None:
+            return db.session.get(Order, claim.order_id), True
     try:
-        return _place(buyer, items, note, claim=claim), False
+        order = _place(buyer, quantities, note, claim)
+        db.session.commit()
     except Exception:
-        _release(claim)
+        db.session.rollback()  # nothing stays reserved
+        if claim is not None:
+            db.session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.id == claim.id, IdempotencyKey.order_id.is_(None))
+            )
+            db.session.commit()
         raise
+    return order, False
 
 
 # --- the lifecycle ----------------------------------------------------------------------

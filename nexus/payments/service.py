@@ -4,6 +4,9 @@ what Stripe reports settle the payment and its order.
 Everything Stripe reports (a webhook, a reconciliation, an admin's refund) goes through the
 `apply_*` functions, which lock the payment row and compare states, so a report that arrives
 twice, late, or by two paths at once changes things once.
+
+Transactions follow the one rule written in `nexus.database`: the functions routes, jobs and
+commands call commit; what they call never does.
 """
 
 from dataclasses import dataclass

@@ -126,15 +126,14 @@ def get_product_for(viewer: User | None, product_id: int, *, manage: bool = Fals
     return product
 
 
-def _save_product(product: Product) -> Product:
-    """Commit the product; a sku its store already has is a 409 and changes nothing."""
-    db.session.add(product)
+def _unique_sku(change) -> None:
+    """Make `change` (adding or changing products) in a savepoint; a sku its store already has
+    undoes just that and is a 409."""
     try:
-        db.session.commit()
+        with db.session.begin_nested():
+            change()
     except IntegrityError:
-        db.session.rollback()
         raise Conflict(SKU_TAKEN, errors={"json": {"sku": [SKU_TAKEN]}}) from None
-    return product
 
 
 def _check_price(price: int | None, currency: str) -> None:
@@ -147,7 +146,10 @@ def _check_price(price: int | None, currency: str) -> None:
 def create_product(store: Store, **fields: Any) -> Product:
     """List a product in `store`, in the store's currency."""
     _check_price(fields["price"], store.currency)
-    return _save_product(Product(store_id=store.id, currency=store.currency, **fields))
+    product = Product(store_id=store.id, currency=store.currency, **fields)
+    _unique_sku(lambda: db.session.add(product))
+    db.session.commit()
+    return product
 
 
 def _recount(product: Product, stock: int) -> None:
@@ -162,7 +164,6 @@ def _recount(product: Product, stock: int) -> None:
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
     if reserved is None:
-        db.session.rollback()
         held = db.session.scalar(select(Product.reserved).where(Product.id == product.id))
         message = f"Unpaid and unshipped orders hold {held} units of this product: stock cannot go below {held}."
         raise Conflict(message, errors={"json": {"stock": [message]}})
@@ -175,9 +176,14 @@ def update_product(product: Product, changes: dict[str, Any]) -> Product:
     _check_price(changes.get("price"), product.currency)
     if "stock" in changes:
         _recount(product, changes.pop("stock"))
-    for field, value in changes.items():
-        setattr(product, field, value)
-    return _save_product(product)
+
+    def change() -> None:
+        for field, value in changes.items():
+            setattr(product, field, value)
+
+    _unique_sku(change)
+    db.session.commit()
+    return product
 
 
 def deactivate_product(product: Product) -> None:
