@@ -179,3 +179,33 @@ class DownWebhook:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class AnsweringStripe:
+    """A Stripe API on a local port that answers every request with one status and Stripe's error
+    shape, as Stripe does when it refuses a request (4xx) or fails (5xx)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        body = json.dumps({"error": {"type": "invalid_request_error", "message": message}}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

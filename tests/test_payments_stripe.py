@@ -24,6 +24,7 @@ from tests.conftest import all_at_once, app_environ, eventually, expire_stale, f
 from tests.factories import PaymentFactory
 from tests.stripe_helpers import (
     DECLINED_CARD,
+    AnsweringStripe,
     DownWebhook,
     deliver,
     fail_authentication_at_stripe,
@@ -285,12 +286,40 @@ def test_a_refund_stripe_refuses_is_a_409_with_its_reason_and_the_payment_is_rea
     assert audit_log(client, admin) == []
 
 
+def stripe_at(database_url: str, url: str) -> Flask:
+    """The app configured for the Stripe API at `url`."""
+    return create_app(app_environ(database_url, STRIPE_SECRET_KEY="sk_test_nexus", STRIPE_API_BASE=url))
+
+
 def stripe_down(database_url: str) -> Flask:
-    """The app configured for a Stripe that does not answer."""
-    environ = app_environ(
-        database_url, STRIPE_SECRET_KEY="sk_test_nexus", STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}"
-    )
-    return create_app(environ)
+    """The app configured for a Stripe that does not answer (a port nothing listens on)."""
+    return stripe_at(database_url, f"http://127.0.0.1:{free_port()}")
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "says"),
+    [
+        (400, 409, "Stripe refused to start the payment: Amount must be at least 50 cents."),
+        (500, 502, "Stripe failed to start the payment; try again shortly."),
+    ],
+    ids=["refused", "failing"],
+)
+def test_stripe_refusing_to_start_a_payment_is_a_409_and_failing_a_502_and_nothing_changes(
+    client, database_url, buyer, order, session, status, answer, says
+):
+    stripe = AnsweringStripe(status, "Amount must be at least 50 cents")
+    try:
+        response = (
+            stripe_at(database_url, stripe.url)
+            .test_client()
+            .post(f"/api/v1/orders/{order['id']}/payment", headers=buyer.headers)
+        )
+    finally:
+        stripe.close()
+
+    assert (response.status_code, response.get_json()["message"]) == (answer, says)
+    assert session.scalar(select(func.count()).select_from(Payment)) == 0
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
 
 
 def test_when_stripe_is_down_paying_is_a_502_and_nothing_changes(client, database_url, buyer, order, session):
