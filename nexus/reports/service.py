@@ -9,6 +9,7 @@ import csv
 import io
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -129,7 +130,9 @@ def create_sales_report(
             yield chunk
 
     writer = _csv if format == "csv" else _json
-    content = _gzipped(writer(counting(_chunks_of_sales(store.id, date_from, date_to))))
+    # Closed even if writing fails, so the cursor's transaction never outlives the request.
+    with closing(_chunks_of_sales(store.id, date_from, date_to)) as chunks:
+        content = _gzipped(writer(counting(chunks)))
     report = UserReportHistory(
         user_id=user.id,
         store_id=store.id,
