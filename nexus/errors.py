@@ -6,11 +6,13 @@ HTTP error (our own, werkzeug's, webargs' validation, an unhandled crash) leaves
 """
 
 import logging
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from marshmallow import Schema, fields
+from psycopg2 import errorcodes
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -109,9 +111,53 @@ def _database_unavailable(error: Exception):
     return error_body(status, "The database is unavailable; try again shortly."), status, {"Retry-After": "5"}
 
 
+CONFLICTED = "Another request was changing the same data; retry in a moment."
+TOO_SLOW = "The database took too long to answer; retry in a moment."
+# Errors of a healthy database that a retry of the request may well get past: SQLSTATE -> what
+# happened, and what the caller is told.
+RETRYABLE = {
+    errorcodes.LOCK_NOT_AVAILABLE: ("lock timeout", CONFLICTED),  # 55P03, past lock_timeout
+    errorcodes.DEADLOCK_DETECTED: ("deadlock", CONFLICTED),  # 40P01
+    errorcodes.SERIALIZATION_FAILURE: ("serialization failure", CONFLICTED),  # 40001
+    errorcodes.QUERY_CANCELED: ("statement timeout", TOO_SLOW),  # 57014, past statement_timeout
+}
+SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")  # "database is locked": another writer held on too long
+
+
+def _retryable(error: OperationalError) -> tuple[str, str, str] | None:
+    """`(what happened, its SQLSTATE or SQLite code, the message)` for a retryable conflict."""
+    original = error.orig
+    pgcode = getattr(original, "pgcode", None)
+    if pgcode in RETRYABLE:
+        return pgcode, *RETRYABLE[pgcode]
+    if isinstance(original, sqlite3.OperationalError) and (
+        getattr(original, "sqlite_errorname", None) in SQLITE_BUSY or "locked" in str(original)
+    ):
+        return getattr(original, "sqlite_errorname", "SQLITE_BUSY"), "database locked", CONFLICTED
+    return None
+
+
+def _database_error(error: OperationalError):
+    """A lock, deadlock or timeout is a conflict to retry shortly; anything else an outage."""
+    retryable = _retryable(error)
+    if retryable is None:
+        return _database_unavailable(error)
+    code, kind, message = retryable
+    log.warning(
+        "database %s (SQLSTATE %s) on %s %s: answered 503, to be retried",
+        kind,
+        code,
+        request.method,
+        request.path,
+        extra={"fields": {"database_error": kind, "sqlstate": code}},
+    )
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    return error_body(status, message), status, {"Retry-After": "1"}
+
+
 def register_error_handlers(app: Flask) -> None:
     """Answer every error in the one shape: ours, werkzeug's, webargs' and the database's."""
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(InterfaceError, _database_unavailable)

@@ -62,3 +62,11 @@ def test_the_limits_come_from_the_environment(database_url):
     assert client.post(REQUEST, json={"email": "a@example.com"}).status_code == 202
     assert_limited(client.post(REQUEST, json={"email": "a@example.com"}))
     assert_limited(client.post(REQUEST, json={"email": "b@example.com"}))
+
+
+def test_only_a_429_of_a_rate_limited_route_carries_retry_after(client):
+    answered = client.post(REQUEST, json={"email": "ada@example.com"})
+
+    assert answered.status_code == 202
+    assert answered.headers["X-RateLimit-Limit"]
+    assert "Retry-After" not in answered.headers

@@ -7,12 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
+from sqlalchemy import text
 
 from nexus.users.models import User
 from tests.factories import PaymentFactory, ProductFactory, StoreFactory
 from tests.stripe_helpers import deliver, intent_event, refund_event
+from tests.test_catalog import plan_nodes
 
-COLUMNS = ["order_id", "created_at", "paid_at", "status", "item_count", "subtotal", "total", "currency"]
+COLUMNS = [
+    "order_id", "created_at", "paid_at", "status", "item_count", "subtotal", "total", "refunded", "net", "currency",
+]  # fmt: skip
 MARCH = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
 
 
@@ -94,6 +98,8 @@ def test_a_csv_report_holds_exactly_the_orders_paid_in_the_range(client, owner, 
             "item_count": str(quantity),
             "subtotal": str(1200 * quantity),
             "total": str(order["total"]),
+            "refunded": "0",
+            "net": str(order["total"]),
             "currency": "usd",
         }
         for order, quantity in expected
@@ -116,9 +122,49 @@ def test_a_json_report_has_the_same_rows_typed(client, owner, teapots, paid):
             "item_count": 2,
             "subtotal": 2400,
             "total": order["total"],
+            "refunded": 0,
+            "net": order["total"],
             "currency": "usd",
         }
     ]
+
+
+def test_a_partial_refund_shows_as_refunded_and_lowers_net_in_csv(client, owner, teapots, paid):
+    order = paid(teapots, march(3), quantity=3)  # 3600
+    assert deliver(client, refund_event(order["payment"], 1000)).get_json()["outcome"] == "applied"
+
+    report = create_report(client, owner, teapots.store_id, format="csv", **MARCH).get_json()
+    rows = list(csv.DictReader(io.StringIO(download(client, owner, report).get_data(as_text=True))))
+
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["order_id"], row["status"]) == (str(order["id"]), "paid")
+    assert (row["subtotal"], row["total"], row["refunded"], row["net"]) == ("3600", "3600", "1000", "2600")
+
+
+def test_a_partial_refund_shows_as_refunded_and_lowers_net_in_json(client, owner, teapots, paid):
+    refunded, untouched = paid(teapots, march(3), quantity=3), paid(teapots, march(4))
+    assert deliver(client, refund_event(refunded["payment"], 1000)).get_json()["outcome"] == "applied"
+
+    report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
+    rows = {row["order_id"]: row for row in download(client, owner, report).get_json()}
+
+    assert {key: rows[refunded["id"]][key] for key in ("status", "total", "refunded", "net")} == {
+        "status": "paid", "total": 3600, "refunded": 1000, "net": 2600,
+    }  # fmt: skip
+    assert {key: rows[untouched["id"]][key] for key in ("total", "refunded", "net")} == {
+        "total": 1200, "refunded": 0, "net": 1200,
+    }  # fmt: skip
+
+
+def test_a_full_refund_leaves_a_net_of_nothing(client, owner, teapots, paid):
+    order = paid(teapots, march(3), quantity=2)
+    assert deliver(client, refund_event(order["payment"], 2400)).get_json()["outcome"] == "applied"
+
+    report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
+    [row] = download(client, owner, report).get_json()
+
+    assert (row["status"], row["total"], row["refunded"], row["net"]) == ("refunded", 2400, 2400, 0)
 
 
 @pytest.mark.parametrize("format", ["csv", "json"])
@@ -221,3 +267,53 @@ def test_my_report_history_is_mine_newest_first_and_paginated(client, owner, adm
     assert first["items"] + rest["items"] == made[::-1]
     assert rest["next_cursor"] is None
     assert client.get("/api/v1/profile/me/reports").status_code == 401
+
+
+ORDERS = text("""
+    INSERT INTO orders
+        (buyer_id, store_id, status, subtotal, total, currency, expires_at, paid_at, created_at, updated_at)
+    SELECT :buyer, CASE WHEN n % 100 = 0 THEN :store ELSE :other END, 'paid', 1200, 1200, 'usd',
+           at, at, at, at
+    FROM (SELECT n, TIMESTAMPTZ '2026-01-01' + (n % 365) * INTERVAL '1 day' AS at
+          FROM generate_series(1, 20000) AS n) AS generated
+""")
+LINES_AND_PAYMENTS = text("""
+    INSERT INTO order_items (order_id, product_id, name, unit_price, quantity, line_total)
+    SELECT id, :product, 'Teapot', 1200, 1, 1200 FROM orders;
+    INSERT INTO payments (order_id, user_id, provider, provider_payment_id, amount, currency, status,
+                          amount_refunded, created_at, updated_at)
+    SELECT id, buyer_id, 'stripe', 'pi_' || id, 1200, 'usd', 'succeeded', id % 2 * 100, now(), now() FROM orders;
+    ANALYZE orders; ANALYZE order_items; ANALYZE payments
+""")
+
+
+@pytest.mark.postgres
+def test_the_sales_report_reads_orders_and_their_refunds_through_indexes(
+    client, owner, teapots, session, test_engine, statements
+):
+    """On 20,000 orders of which the store has a hundredth, the one report query finds the
+    store's orders and what was refunded of them through indexes, reading payments once a row
+    (how it joins the lines is the planner's choice by their number, as before)."""
+    buyer = session.get(User, owner.user["id"])
+    session.execute(ORDERS, {"buyer": buyer.id, "store": teapots.store_id, "other": StoreFactory().id})
+    session.execute(LINES_AND_PAYMENTS, {"product": teapots.id})
+
+    statements.clear()
+    report = create_report(client, owner, teapots.store_id, date_from="2026-01-01", date_to="2026-12-31").get_json()
+
+    assert report["row_count"] == 200
+    [(sql, parameters)] = [(sql, params) for sql, params in statements if "FROM payments" in sql]
+    connection = test_engine.raw_connection()
+    try:
+        explain = connection.cursor()
+        explain.execute(f"EXPLAIN (FORMAT JSON) {sql}", parameters)
+        nodes = plan_nodes(explain.fetchone()[0])
+    finally:
+        connection.close()
+
+    def scans_of(table: str) -> list[str]:
+        return [node["Node Type"] for node in nodes if node.get("Relation Name") == table]
+
+    [orders_scan] = scans_of("orders")
+    assert orders_scan != "Seq Scan", nodes
+    assert scans_of("payments") == ["Index Scan"], nodes
