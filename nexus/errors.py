@@ -124,8 +124,11 @@ RETRYABLE = {
 SQLITE_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")  # "database is locked": another writer held on too long
 
 
-def _retryable(error: OperationalError) -> tuple[str, str, str] | None:
-    """`(what happened, its SQLSTATE or SQLite code, the message)` for a retryable conflict."""
+def retryable(error: Exception) -> tuple[str, str, str] | None:
+    """`(its SQLSTATE or SQLite code, what happened, the message)` if `error` is a conflict of
+    a healthy database that a retry may get past; else None."""
+    if not isinstance(error, OperationalError):
+        return None
     original = error.orig
     pgcode = getattr(original, "pgcode", None)
     if pgcode in RETRYABLE:
@@ -139,10 +142,10 @@ def _retryable(error: OperationalError) -> tuple[str, str, str] | None:
 
 def _database_error(error: OperationalError):
     """A lock, deadlock or timeout is a conflict to retry shortly; anything else an outage."""
-    retryable = _retryable(error)
-    if retryable is None:
+    conflict = retryable(error)
+    if conflict is None:
         return _database_unavailable(error)
-    code, kind, message = retryable
+    code, kind, message = conflict
     log.warning(
         "database %s (SQLSTATE %s) on %s %s: answered 503, to be retried",
         kind,

@@ -303,18 +303,17 @@ def test_a_refund_of_a_declined_payment_settles_its_later_success_first(client, 
 
 
 @pytest.mark.postgres
-def test_an_event_that_fails_to_apply_is_recorded_and_its_retry_applies_it(
+def test_an_event_waiting_past_the_lock_timeout_is_a_503_recorded_and_its_retry_applies_it(
     client, payment, order, session, test_engine
 ):
     event = intent_event(payment, "succeeded")
     busy = test_engine.connect().execution_options(isolation_level="READ COMMITTED")
-    with busy, busy.begin():  # another transaction holds the payment longer than a webhook waits
-        busy.execute(select(Payment).where(Payment.id == payment.id).with_for_update())
+    with busy, busy.begin():  # a cancel holds the order longer than a webhook waits (order, then payment)
+        busy.execute(select(Order).where(Order.id == order["id"]).with_for_update())
         failed = deliver(client, event)
 
-    assert failed.status_code == 500
-    assert failed.get_json()["code"] == 500
-    assert "Stripe's retry will apply it" in failed.get_json()["message"]
+    assert (failed.status_code, failed.headers["Retry-After"]) == (503, "1")
+    assert failed.get_json()["message"] == "Another request was changing the same data; retry in a moment."
     assert audit_of(session, event).outcome == "error"
     assert state(session, payment, order) == ("pending", "pending_payment")
 
@@ -323,6 +322,20 @@ def test_an_event_that_fails_to_apply_is_recorded_and_its_retry_applies_it(
     assert retried.get_json() == {"received": True, "duplicate": False, "outcome": "applied"}
     assert state(session, payment, order) == ("succeeded", "paid")
     assert audit_of(session, event).deliveries == 2
+
+
+def test_an_event_that_fails_to_apply_is_a_json_500_recorded_as_an_error_and_changes_nothing(
+    client, payment, order, session
+):
+    event = intent_event(payment, "succeeded")
+    del event["data"]["object"]["amount"]  # signed, yet not the intent Stripe sends
+
+    failed = deliver(client, event)
+
+    assert (failed.status_code, failed.get_json()["code"]) == (500, 500)
+    assert "Stripe's retry will apply it" in failed.get_json()["message"]
+    assert (audit_of(session, event).outcome, audit_of(session, event).detail) == ("error", "KeyError: 'amount'")
+    assert state(session, payment, order) == ("pending", "pending_payment")
 
 
 @pytest.mark.postgres

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from nexus.database import utcnow
-from nexus.errors import DomainError, NotFound
+from nexus.errors import DomainError, NotFound, retryable
 from nexus.extensions import db
 from nexus.payments import gateway, service
 from nexus.payments.models import EventOutcome, PaymentEventAudit, PaymentStatus
@@ -116,7 +116,8 @@ def apply_event(
 ) -> None:
     """The unit of work that ends every delivery, reconciliation and replay: apply the stored
     event, record the outcome and commit. If applying fails, nothing of it stays: the failure is
-    recorded in a transaction of its own and the answer is a 500, so that Stripe retries."""
+    recorded in a transaction of its own and the answer is a 500 (a 503 when the database was
+    only busy: a lock waited on too long, a deadlock), so that Stripe retries."""
     try:
         handler = HANDLERS.get(event["type"])
         applied = (
@@ -129,13 +130,21 @@ def apply_event(
         db.session.commit()
     except Exception as error:
         db.session.rollback()
-        log.exception("applying stripe event %s (%s) failed", event.get("id"), event.get("type"))
+        log.log(
+            logging.WARNING if retryable(error) else logging.ERROR,
+            "applying stripe event %s (%s) failed",
+            event.get("id"),
+            event.get("type"),
+            exc_info=not retryable(error),
+        )
         try:
             _record_failure(audit.stripe_event_id, event, audit.source, error, started)
             db.session.commit()
         except Exception:
             db.session.rollback()
             log.exception("recording the failure of stripe event %s failed too", event.get("id"))
+        if retryable(error):
+            raise
         raise EventNotApplied("Applying the event failed; it is recorded, and Stripe's retry will apply it.") from error
 
 
