@@ -17,6 +17,7 @@ from nexus.errors import ErrorSchema, register_error_handlers
 from nexus.extensions import api, cors, db, jwt, limiter, mail, migrate
 from nexus.health.routes import blp as health_blp
 from nexus.ids import IdConverter
+from nexus.jobs.broker import init_jobs
 from nexus.logs import configure_logging
 from nexus.openapi import BodyErrors, init_openapi
 from nexus.orders.routes import blp as orders_blp
@@ -72,6 +73,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     jwt.init_app(app)
     init_jwt(jwt)
     mail.init_app(app)
+    init_jobs(app)
     cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}}, **CORS_HEADERS)
     around_rate_limit_headers(app, limiter.init_app)
     api.ERROR_SCHEMA = ErrorSchema

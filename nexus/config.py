@@ -93,6 +93,10 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "ORDER_PAYMENT_TIMEOUT_MINUTES": _int(env, "ORDER_PAYMENT_TIMEOUT_MINUTES", 30),
         "ORDER_MAX_OPEN_PER_BUYER": _int(env, "ORDER_MAX_OPEN_PER_BUYER", 5),
         "ORDER_RATE_LIMIT_PER_USER": env.get("ORDER_RATE_LIMIT_PER_USER", "").strip() or "60 per hour",
+        # The job queue (Redis); without it (development, tests) jobs run on threads in-process.
+        "BROKER_URL": env.get("BROKER_URL", "").strip() or None,
+        # Prefixes the queue's Redis keys: deployments (or test runs) sharing one Redis keep apart.
+        "BROKER_NAMESPACE": env.get("BROKER_NAMESPACE", "").strip() or "nexus",
         "LOG_LEVEL": (env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
         "PORT": _int(env, "PORT", 5000),
     }
@@ -161,3 +165,5 @@ def check_production(settings: Mapping[str, Any]) -> None:
         raise ConfigError("CORS_ALLOWED_ORIGINS must list the frontend origins, not '*'")
     if not settings.get("MAIL_SERVER") or not settings.get("MAIL_DEFAULT_SENDER"):
         raise ConfigError("MAIL_SERVER and MAIL_DEFAULT_SENDER must be set in production (sign-in codes go by email)")
+    if not settings.get("BROKER_URL"):
+        raise ConfigError("BROKER_URL must point at Redis in production (emails and reports are jobs on its queue)")

@@ -126,18 +126,24 @@ def configure_engines(engines: Mapping[str | None, Engine]) -> None:
             configure_sqlite(engine)
 
 
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
 def configure_sqlite(engine: Engine) -> None:
     """Make SQLite behave: enforce foreign keys, and let SQLAlchemy own BEGIN so savepoints work.
 
     pysqlite starts transactions on its own and breaks SAVEPOINT; this is SQLAlchemy's
-    documented recipe for handing transaction control back.
+    documented recipe for handing transaction control back. Transactions begin IMMEDIATE: a
+    request and a background job writing at once then take turns (waiting up to the busy
+    timeout) instead of one failing at once when both try to turn a read lock into a write lock.
     """
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, connection_record) -> None:
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

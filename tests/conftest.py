@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -58,6 +58,7 @@ PRODUCTION = {
     "CORS_ALLOWED_ORIGINS": "https://shop.example.com",
     "MAIL_SERVER": "smtp.example.com",
     "MAIL_DEFAULT_SENDER": "Nexus <no-reply@example.com>",
+    "BROKER_URL": "redis://redis.internal:6379/0",
 }
 
 
@@ -105,6 +106,34 @@ def wait_for(url: str, seconds: float = 20) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+class HungServer:
+    """A TCP server on a local port that accepts connections and never answers (a hung SMTP
+    server or Stripe); stopped with `close`."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)  # held open, never read nor answered
+
+    def close(self) -> None:
+        self._open = False
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
 
 
 def eventually(check: Callable, seconds: float = 10.0):
@@ -200,11 +229,43 @@ def session(test_engine: Engine) -> Iterator[Session]:
         yield session
 
 
+def wait_for_jobs(engine: Engine, seconds: float = 10.0) -> None:
+    """Until no background job is pending: the app's in-process worker has run what the test's
+    requests asked for (emails, reports)."""
+    query = text("SELECT count(*) FROM outbox WHERE status = 'pending'")
+    with engine.connect() as connection:
+        eventually(lambda: connection.execute(query).scalar() == 0, seconds)
+
+
+class SentEmails(Sequence):
+    """Flask-Mail's record of the emails sent (none leave the machine). Emails are sent by
+    background jobs, so reading it first waits until no job is pending."""
+
+    def __init__(self, recorded: list, engine: Engine) -> None:
+        self._recorded, self._engine = recorded, engine
+
+    def _settled(self) -> list:
+        wait_for_jobs(self._engine)
+        return self._recorded
+
+    def __getitem__(self, index):
+        return self._settled()[index]
+
+    def __len__(self) -> int:
+        return len(self._settled())
+
+    def __eq__(self, other) -> bool:
+        return self._settled() == list(other)
+
+    def clear(self) -> None:
+        self._settled().clear()
+
+
 @pytest.fixture
-def outbox(app: Flask) -> Iterator[list]:
-    """The emails the app sends during the test (Flask-Mail records them; none leave the machine)."""
+def outbox(app: Flask, test_engine: Engine) -> Iterator[SentEmails]:
+    """The emails the app sends during the test, once its jobs are done."""
     with mail.record_messages() as messages:
-        yield messages
+        yield SentEmails(messages, test_engine)
 
 
 def code_in(message) -> str:
@@ -292,13 +353,15 @@ def bearer_for(app: Flask) -> Callable[[int], dict[str, str]]:
 
 @pytest.fixture
 def statements(app: Flask):
-    """The SQL statements the app sends, on any of its engines, while the test runs (BEGIN left out)."""
+    """The SQL statements the app sends for the test's requests, on any of its engines, while the
+    test runs (BEGIN left out, and what background jobs send on their own threads)."""
     with app.app_context():
         engines = list(db.engines.values())
     sent: list[tuple[str, object]] = []
+    requests_thread = threading.get_ident()
 
     def record(connection, cursor, statement, parameters, context, executemany):
-        if statement.strip().upper() != "BEGIN":
+        if not statement.strip().upper().startswith("BEGIN") and threading.get_ident() == requests_thread:
             sent.append((statement, parameters))
 
     for engine in engines:

@@ -48,13 +48,27 @@ def test_register_creates_the_user_and_emails_a_code(client, outbox, session):
     assert code_in(message).isdigit()
     assert code_in(message) in message.html
     user = session.scalars(select(User)).one()
-    assert (user.email, user.full_name, user.phone, user.role, user.is_verified) == (
-        "ada@example.com",
-        "Ada Lovelace",
-        "+971 50 123 4567",
-        "customer",
-        False,
-    )
+    assert (user.email, user.role, user.is_verified) == ("ada@example.com", "customer", False)
+
+
+def test_the_details_given_to_register_take_effect_when_its_code_is_verified(client, outbox, session):
+    client.post(REGISTER, json={"email": "ada@example.com", "full_name": "Ada Lovelace", "phone": "+971 50 123 4567"})
+    code = code_in(outbox[-1])
+    assert session.execute(select(User.full_name, User.phone)).one() == (None, None)  # not before
+
+    signed_in = client.post(VERIFY, json={"email": "ada@example.com", "code": code}).get_json()
+
+    assert (signed_in["user"]["full_name"], signed_in["user"]["phone"]) == ("Ada Lovelace", "+971 50 123 4567")
+
+
+def test_nobody_plants_details_on_an_account_its_owner_verifies(client, outbox, session):
+    UserFactory(email="ada@example.com", full_name="Ada Lovelace", phone=None)
+    client.post(REGISTER, json={"email": "ada@example.com", "full_name": "Mallory", "phone": "+1 555 0100"})
+    client.post(REQUEST, json={"email": "ada@example.com"})  # Ada asks for her own code
+
+    signed_in = client.post(VERIFY, json={"email": "ada@example.com", "code": code_in(outbox[-1])}).get_json()
+
+    assert (signed_in["user"]["full_name"], signed_in["user"]["phone"]) == ("Ada Lovelace", None)
 
 
 def test_register_answers_the_same_for_new_and_existing_addresses(client, outbox, session):
@@ -68,10 +82,11 @@ def test_register_answers_the_same_for_new_and_existing_addresses(client, outbox
     assert session.scalars(select(User.full_name).where(User.email == "known@example.com")).one() == "Known Person"
 
 
-def test_register_twice_keeps_one_account(client, session):
+def test_register_twice_keeps_one_account(client, outbox, session):
     client.post(REGISTER, json={"email": "twice@example.com"})
     client.post(REGISTER, json={"email": "TWICE@example.com"})
 
+    assert len(outbox) == 2
     assert session.scalars(select(User.email)).all() == ["twice@example.com"]
 
 

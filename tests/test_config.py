@@ -30,6 +30,7 @@ def test_a_complete_production_environment_starts():
         ({"DATABASE_URL": "sqlite:///prod.db"}, "DATABASE_URL"),
         ({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS"),
         ({"MAIL_SERVER": ""}, "MAIL_SERVER"),
+        ({"BROKER_URL": ""}, "BROKER_URL"),
         ({"MAIL_DEFAULT_SENDER": ""}, "MAIL_DEFAULT_SENDER"),
     ],
 )

@@ -29,6 +29,7 @@ BLUEPRINT = yaml.safe_load((ROOT / "render.yaml").read_text())
 SERVICES = {service["name"]: service for service in BLUEPRINT["services"]}
 WEB = next(service for service in BLUEPRINT["services"] if service["type"] == "web")
 CRONS = {service["startCommand"]: service for service in BLUEPRINT["services"] if service["type"] == "cron"}
+WORKER = next(service for service in BLUEPRINT["services"] if service["type"] == "worker")
 CRON = CRONS["flask --app wsgi orders expire-stale"]
 RECONCILE = CRONS["flask --app wsgi payments reconcile"]
 # Stand-ins for what Render fills in: generated secrets, dashboard values, linked resources.
@@ -85,7 +86,7 @@ def test_the_blueprint_has_what_render_requires():
     for database in BLUEPRINT["databases"]:
         assert database.get("name")
     names = {database["name"] for database in BLUEPRINT["databases"]} | set(SERVICES)
-    for service in (WEB, *CRONS.values()):
+    for service in (WEB, WORKER, *CRONS.values()):
         for var in service["envVars"]:
             linked = var.get("fromDatabase") or var.get("fromService")
             assert linked is None or linked["name"] in names, f"{var['key']} points at an unknown resource"

@@ -4,6 +4,7 @@ through the log in development when no mail server is set."""
 import email
 import logging
 import re
+import time
 from email.message import Message
 
 import pytest
@@ -12,7 +13,8 @@ from sqlalchemy import func, select
 
 from nexus import create_app
 from nexus.auth.models import OtpCode
-from tests.conftest import app_environ, free_port
+from nexus.jobs.outbox import OutboxJob
+from tests.conftest import HungServer, app_environ, eventually, free_port
 
 
 class Inbox:
@@ -40,55 +42,79 @@ def plain_text(message: Message) -> str:
     return part.get_payload(decode=True).decode()
 
 
+def mail_app(database_url: str, port: int, **settings: str):
+    """The app sending through an SMTP server on a local port."""
+    environ = app_environ(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(port), MAIL_USE_TLS="false", **settings)
+    return create_app(environ)
+
+
+def code_of(message: Message) -> str:
+    [code] = [line for line in plain_text(message).splitlines() if line.strip().isdigit()]
+    return code
+
+
 def test_sign_in_with_the_code_from_a_delivered_email(database_url, smtp_server):
     controller, inbox = smtp_server
-    app = create_app(
-        app_environ(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(controller.port), MAIL_USE_TLS="false")
-    )
-    client = app.test_client()
+    client = mail_app(database_url, controller.port).test_client()
 
     assert client.post("/api/v1/auth/register", json={"email": "ada@example.com"}).status_code == 202
 
-    [delivered] = inbox.messages
+    [delivered] = eventually(lambda: inbox.messages)
     assert delivered["To"] == "ada@example.com"
     assert {part.get_content_type() for part in delivered.walk()} >= {"text/plain", "text/html"}
-    [code] = [line for line in plain_text(delivered).splitlines() if line.strip().isdigit()]
-    assert len(code) == 6
-    tokens = client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code}).get_json()
-    me = client.get("/api/v1/profile/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert len(code_of(delivered)) == 6
+    tokens = client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code_of(delivered)})
+    me = client.get("/api/v1/profile/me", headers={"Authorization": f"Bearer {tokens.get_json()['access_token']}"})
     assert me.get_json()["email"] == "ada@example.com"
 
 
-def test_smtp_down_answers_503_stores_nothing_and_a_retry_works_once_it_is_back(database_url, session):
+def test_with_smtp_down_the_request_still_answers_202_and_the_job_sends_the_code_once_it_is_back(database_url, session):
     port = free_port()
-    app = create_app(app_environ(database_url, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(port), MAIL_USE_TLS="false"))
-    client = app.test_client()
+    client = mail_app(database_url, port).test_client()
 
     response = client.post("/api/v1/auth/register", json={"email": "ada@example.com"})
 
-    assert response.status_code == 503
-    assert "email could not be sent" in response.get_json()["message"]
-    assert session.scalar(select(func.count()).select_from(OtpCode)) == 0
-
+    assert response.status_code == 202
+    eventually(lambda: session.scalar(select(OutboxJob.attempts)) >= 1)  # tried, refused, waiting to retry
+    assert session.scalar(select(func.count()).select_from(OtpCode)) == 0  # nothing kept unsent
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        assert client.post("/api/v1/auth/register", json={"email": "ada@example.com"}).status_code == 202
+        [delivered] = eventually(lambda: inbox.messages, seconds=15)
     finally:
         controller.stop()
-    assert len(inbox.messages) == 1
-    assert session.scalar(select(func.count()).select_from(OtpCode)) == 1
+    assert session.scalar(select(OutboxJob.status)) == "done"
+    verified = client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code_of(delivered)})
+    assert verified.status_code == 200
+
+
+def test_with_smtp_hung_sign_ins_answer_at_once_and_the_job_gives_up_each_try_within_mail_timeout(
+    database_url, session
+):
+    hung = HungServer()
+    try:
+        client = mail_app(database_url, hung.port, MAIL_TIMEOUT="1").test_client()
+        started = time.monotonic()
+        answers = [client.post("/api/v1/auth/otp/request", json={"email": f"u{n}@example.com"}) for n in range(4)]
+        answered = time.monotonic() - started
+        assert [answer.status_code for answer in answers] == [202] * 4
+        assert answered < 1.0
+        eventually(lambda: session.scalar(select(func.min(OutboxJob.attempts))) >= 1, seconds=10)
+    finally:
+        hung.close()
+    errors = session.scalars(select(OutboxJob.last_error)).all()
+    assert errors and all("timed out" in (error or "") for error in errors), errors
 
 
 def test_development_without_a_mail_server_writes_the_email_to_the_log(database_url, caplog):
     app = create_app({**app_environ(database_url), "ENVIRONMENT": "development"})
     client = app.test_client()
 
-    with caplog.at_level(logging.WARNING, logger="nexus.auth.emails"):
+    with caplog.at_level(logging.WARNING, logger="nexus.emails"):
         assert client.post("/api/v1/auth/register", json={"email": "ada@example.com"}).status_code == 202
+        [logged] = eventually(lambda: [r.getMessage() for r in caplog.records if r.name == "nexus.emails"])
 
-    [logged] = [r.getMessage() for r in caplog.records if r.name == "nexus.auth.emails"]
     code = re.match(r"Sign-in code for ada@example.com: (\d{6}) ", logged).group(1)
     assert "Your Nexus sign-in code is" in logged
     assert client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code}).status_code == 200

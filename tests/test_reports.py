@@ -10,6 +10,7 @@ import time_machine
 from sqlalchemy import text
 
 from nexus.users.models import User
+from tests.conftest import eventually
 from tests.factories import PaymentFactory, ProductFactory, StoreFactory
 from tests.stripe_helpers import deliver, intent_event, refund_event
 from tests.test_catalog import plan_nodes
@@ -61,6 +62,16 @@ def create_report(client, who, store_id: int, **body):
     return client.post(f"/api/v1/stores/{store_id}/reports", headers=who.headers, json={"type": "sales", **body})
 
 
+def built_report(client, who, store_id: int, **body) -> dict:
+    """Ask for a report, see it answered 202 `pending`, and wait until its job has built it."""
+    asked = create_report(client, who, store_id, **body)
+    assert (asked.status_code, asked.get_json()["status"]) == (202, "pending"), asked.get_json()
+    url = f"/api/v1/reports/{asked.get_json()['id']}"
+    return eventually(
+        lambda: (report := client.get(url, headers=who.headers).get_json())["status"] != "pending" and report
+    )
+
+
 def download(client, who, report: dict):
     return client.get(report["download_url"], headers=who.headers)
 
@@ -78,10 +89,8 @@ def test_a_csv_report_holds_exactly_the_orders_paid_in_the_range(client, owner, 
     place(teapots)  # never paid
     paid(ProductFactory(price=500), march(15))  # another store's
 
-    response = create_report(client, owner, teapots.store_id, format="csv", **MARCH)
+    report = built_report(client, owner, teapots.store_id, format="csv", **MARCH)
 
-    assert response.status_code == 201, response.get_json()
-    report = response.get_json()
     assert (report["store_id"], report["format"], report["status"], report["row_count"]) == (
         teapots.store_id, "csv", "ready", 3,
     )  # fmt: skip
@@ -109,7 +118,7 @@ def test_a_csv_report_holds_exactly_the_orders_paid_in_the_range(client, owner, 
 def test_a_json_report_has_the_same_rows_typed(client, owner, teapots, paid):
     order = paid(teapots, march(2), quantity=2)
 
-    report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
+    report = built_report(client, owner, teapots.store_id, format="json", **MARCH)
     response = download(client, owner, report)
 
     assert response.content_type == "application/json"
@@ -133,7 +142,7 @@ def test_a_partial_refund_shows_as_refunded_and_lowers_net_in_csv(client, owner,
     order = paid(teapots, march(3), quantity=3)  # 3600
     assert deliver(client, refund_event(order["payment"], 1000)).get_json()["outcome"] == "applied"
 
-    report = create_report(client, owner, teapots.store_id, format="csv", **MARCH).get_json()
+    report = built_report(client, owner, teapots.store_id, format="csv", **MARCH)
     rows = list(csv.DictReader(io.StringIO(download(client, owner, report).get_data(as_text=True))))
 
     assert len(rows) == 1
@@ -146,7 +155,7 @@ def test_a_partial_refund_shows_as_refunded_and_lowers_net_in_json(client, owner
     refunded, untouched = paid(teapots, march(3), quantity=3), paid(teapots, march(4))
     assert deliver(client, refund_event(refunded["payment"], 1000)).get_json()["outcome"] == "applied"
 
-    report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
+    report = built_report(client, owner, teapots.store_id, format="json", **MARCH)
     rows = {row["order_id"]: row for row in download(client, owner, report).get_json()}
 
     assert {key: rows[refunded["id"]][key] for key in ("status", "total", "refunded", "net")} == {
@@ -161,7 +170,7 @@ def test_a_full_refund_leaves_a_net_of_nothing(client, owner, teapots, paid):
     order = paid(teapots, march(3), quantity=2)
     assert deliver(client, refund_event(order["payment"], 2400)).get_json()["outcome"] == "applied"
 
-    report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
+    report = built_report(client, owner, teapots.store_id, format="json", **MARCH)
     [row] = download(client, owner, report).get_json()
 
     assert (row["status"], row["total"], row["refunded"], row["net"]) == ("refunded", 2400, 2400, 0)
@@ -169,7 +178,7 @@ def test_a_full_refund_leaves_a_net_of_nothing(client, owner, teapots, paid):
 
 @pytest.mark.parametrize("format", ["csv", "json"])
 def test_a_report_of_nothing_is_a_header_or_an_empty_list(client, owner, teapots, format):
-    report = create_report(client, owner, teapots.store_id, format=format, **MARCH).get_json()
+    report = built_report(client, owner, teapots.store_id, format=format, **MARCH)
 
     assert report["row_count"] == 0
     assert (
@@ -185,7 +194,7 @@ def test_orders_paid_in_the_range_stay_in_as_they_move_on(client, owner, teapots
     refund = deliver(client, refund_event(refunded["payment"], 1200))
     assert (refund.status_code, refund.get_json()["outcome"]) == (200, "applied")
 
-    report = create_report(client, owner, teapots.store_id, format="json", **MARCH).get_json()
+    report = built_report(client, owner, teapots.store_id, format="json", **MARCH)
 
     statuses = {row["order_id"]: row["status"] for row in download(client, owner, report).get_json()}
     assert statuses == {fulfilled["id"]: "fulfilled", refunded["id"]: "refunded"}
@@ -193,7 +202,7 @@ def test_orders_paid_in_the_range_stay_in_as_they_move_on(client, owner, teapots
 
 def test_the_download_is_an_attachment_streamed_in_chunks(client, owner, teapots, paid):
     paid(teapots, march(5))
-    report = create_report(client, owner, teapots.store_id, format="csv", **MARCH).get_json()
+    report = built_report(client, owner, teapots.store_id, format="csv", **MARCH)
 
     response = download(client, owner, report)
 
@@ -227,10 +236,9 @@ def test_a_bad_range_or_format_is_a_422_naming_the_field(client, owner, teapots,
     ("date_from", "date_to"), [("2025-01-01", "2025-12-31"), ("2028-01-01", "2028-12-31"), ("2028-02-29", "2029-02-28")]
 )
 def test_a_whole_year_fits_in_one_report(client, owner, teapots, date_from, date_to):
-    response = create_report(client, owner, teapots.store_id, date_from=date_from, date_to=date_to)
+    report = built_report(client, owner, teapots.store_id, date_from=date_from, date_to=date_to)
 
-    assert response.status_code == 201
-    assert response.get_json()["format"] == "csv"  # the default
+    assert (report["status"], report["format"]) == ("ready", "csv")  # the default
 
 
 def test_only_the_owner_or_an_admin_reports_on_a_store(client, owner, admin, stranger, teapots, paid):
@@ -239,12 +247,12 @@ def test_only_the_owner_or_an_admin_reports_on_a_store(client, owner, admin, str
     assert create_report(client, stranger, teapots.store_id, **MARCH).status_code == 403
     assert create_report(client, owner, 999999, **MARCH).status_code == 404
     assert client.post(f"/api/v1/stores/{teapots.store_id}/reports", json=MARCH).status_code == 401
-    by_admin = create_report(client, admin, teapots.store_id, **MARCH).get_json()
+    by_admin = built_report(client, admin, teapots.store_id, **MARCH)
     assert (by_admin["user_id"], by_admin["row_count"]) == (admin.user["id"], 1)
 
 
 def test_others_reports_are_404_but_admins_read_them_all(client, owner, admin, stranger, teapots):
-    report = create_report(client, owner, teapots.store_id, **MARCH).get_json()
+    report = built_report(client, owner, teapots.store_id, **MARCH)
 
     for path in (f"/api/v1/reports/{report['id']}", report["download_url"]):
         assert client.get(path, headers=stranger.headers).status_code == 404
@@ -256,8 +264,8 @@ def test_others_reports_are_404_but_admins_read_them_all(client, owner, admin, s
 
 def test_my_report_history_is_mine_newest_first_and_paginated(client, owner, admin, teapots):
     months = [{"date_from": f"2026-0{m}-01", "date_to": f"2026-0{m}-28"} for m in (1, 2, 3)]
-    made = [create_report(client, owner, teapots.store_id, **month).get_json() for month in months]
-    create_report(client, admin, teapots.store_id, **MARCH)
+    made = [built_report(client, owner, teapots.store_id, **month) for month in months]
+    built_report(client, admin, teapots.store_id, **MARCH)
 
     first = client.get("/api/v1/profile/me/reports", headers=owner.headers, query_string={"limit": 2}).get_json()
     rest = client.get(
@@ -299,7 +307,7 @@ def test_the_sales_report_reads_orders_and_their_refunds_through_indexes(
     session.execute(LINES_AND_PAYMENTS, {"product": teapots.id})
 
     statements.clear()
-    report = create_report(client, owner, teapots.store_id, date_from="2026-01-01", date_to="2026-12-31").get_json()
+    report = built_report(client, owner, teapots.store_id, date_from="2026-01-01", date_to="2026-12-31")
 
     assert report["row_count"] == 200
     [(sql, parameters)] = [(sql, params) for sql, params in statements if "FROM payments" in sql]

@@ -1157,7 +1157,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A sales report of your store: one row per order paid between two dates, kept in your history. */
+        /** Ask for a sales report of your store (a row per order paid between two dates), built by a job. */
         post: {
             parameters: {
                 query?: never;
@@ -1173,8 +1173,8 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Created */
-                201: {
+                /** @description Accepted */
+                202: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1275,6 +1275,7 @@ export interface paths {
                 };
                 401: components["responses"]["UNAUTHORIZED"];
                 404: components["responses"]["NOT_FOUND"];
+                409: components["responses"]["CONFLICT"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };
@@ -2132,11 +2133,18 @@ export interface components {
             /** @enum {string} */
             format: "csv" | "json";
             parameters: components["schemas"]["ReportParameters"];
-            /** @enum {string} */
-            status: "ready";
+            /**
+             * @description pending while a job builds it; then ready (its user gets an email) or failed.
+             * @enum {string}
+             */
+            status: "pending" | "ready" | "failed";
             row_count: number;
+            /** @description Why it failed. */
+            error: string | null;
             /** Format: date-time */
             created_at: string;
+            /** Format: date-time */
+            finished_at: string | null;
             readonly download_url: string;
         };
         ReportPage: {

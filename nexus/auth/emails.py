@@ -1,15 +1,6 @@
 """The sign-in code email: plain text (the code on a line of its own) plus HTML."""
 
-import logging
-import smtplib
-
-from flask import current_app
-from flask_mail import Message
-
-from nexus.errors import ServiceUnavailable
-from nexus.extensions import mail
-
-log = logging.getLogger(__name__)
+from nexus.emails import send_email
 
 SUBJECT = "Your Nexus sign-in code"
 
@@ -35,26 +26,9 @@ If you did not ask for it, you can ignore this email.</p>
 
 
 def send_sign_in_code(email: str, code: str, ttl_seconds: int) -> None:
-    """Email the code, or raise ServiceUnavailable so the caller stores nothing unsent."""
+    """Email the code (raises if it cannot be sent, so the job tries again)."""
     minutes = max(1, ttl_seconds // 60)
-    message = Message(
-        SUBJECT,
-        recipients=[email],
-        body=TEXT.format(code=code, minutes=minutes),
-        html=HTML.format(code=code, minutes=minutes),
+    fields = {"code": code, "minutes": minutes}
+    send_email(
+        SUBJECT, email, TEXT.format(**fields), HTML.format(**fields), summary=f"Sign-in code for {email}: {code}"
     )
-    config = current_app.config
-    if config["ENVIRONMENT"] == "development" and not config["MAIL_SERVER"]:
-        # Local development without a mail server: the log is the inbox (the contract says so).
-        log.warning(
-            "Sign-in code for %s: %s (MAIL_SERVER is not set, so the email was logged, not sent)\n\n%s",
-            email,
-            code,
-            message.body,
-        )
-        return
-    try:
-        mail.send(message)
-    except (smtplib.SMTPException, OSError) as error:
-        log.error("sending the sign-in email failed: %s", error.__class__.__name__)
-        raise ServiceUnavailable("The sign-in email could not be sent right now; please try again shortly.") from error

@@ -1,8 +1,9 @@
 """The `otp_codes` and `revoked_tokens` tables."""
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nexus.database import UTCDateTime, utcnow
@@ -21,6 +22,9 @@ class OtpCode(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # The `full_name`/`phone` a `register` gave, applied only when this code is verified: nobody
+    # can plant details on an account that someone else will verify.
+    pending_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RevokedToken(db.Model):

@@ -1,14 +1,19 @@
-"""One-time sign-in codes: issue, email, verify.
+"""One-time sign-in codes: ask for one, make and email it (a job), verify it.
 
 A code is six random digits, stored only as an HMAC keyed with SECRET_KEY (a plain hash of
 six digits is reversed in a millisecond), single use, short-lived, and dead after
 OTP_MAX_ATTEMPTS tries. Issuing a code deletes the user's older ones.
+
+Asking for a code only writes the request to the outbox, the same whether or not the address
+has an account, so the answer (and its timing) tells nothing and a slow mail server never holds
+a request; the job looks the user up, makes the code and sends it, retrying while the code
+would still be valid.
 """
 
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, select, update
@@ -18,6 +23,7 @@ from nexus.auth.models import OtpCode
 from nexus.database import utcnow
 from nexus.errors import Unauthorized
 from nexus.extensions import db
+from nexus.jobs import outbox
 from nexus.users.models import User
 from nexus.users.service import find_user_by_email, get_or_create_user
 
@@ -29,35 +35,50 @@ def _hash_code(user_id: int, code: str) -> str:
     return hmac.new(key, f"{user_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def _send_new_code(user: User) -> None:
-    """Replace the user's codes with a fresh one and email it, committing only once it is sent."""
-    ttl = current_app.config["OTP_TTL_SECONDS"]
-    code = f"{secrets.randbelow(10**6):06d}"
-    db.session.execute(delete(OtpCode).where(OtpCode.user_id == user.id))
-    db.session.add(
-        OtpCode(user_id=user.id, code_hash=_hash_code(user.id, code), expires_at=utcnow() + timedelta(seconds=ttl))
-    )
-    db.session.flush()
-    try:
-        emails.send_sign_in_code(user.email, code, ttl)
-    except Exception:
-        db.session.rollback()
-        raise
-    db.session.commit()
+SEND_CODE = "auth.send_sign_in_code"
 
 
 def register(*, email: str, full_name: str | None = None, phone: str | None = None) -> None:
-    """Create the user if new, then email a code; an existing address just gets a login code."""
-    user = get_or_create_user(email=email, full_name=full_name, phone=phone)
-    if user.is_active:
-        _send_new_code(user)
+    """Ask for a code for `email`, its account created if new; `full_name` and `phone` ride
+    with the code and take effect when it is verified."""
+    profile = {name: value for name, value in {"full_name": full_name, "phone": phone}.items() if value is not None}
+    _ask_for_code(email, create=True, profile=profile or None)
 
 
 def request_code(*, email: str) -> None:
-    """Email a code to an existing active user; anyone else gets nothing (and is told the same)."""
-    user = find_user_by_email(email)
-    if user is not None and user.is_active:
-        _send_new_code(user)
+    """Ask for a code for an existing active account; for any other address the job sends nothing."""
+    _ask_for_code(email, create=False, profile=None)
+
+
+def _ask_for_code(email: str, *, create: bool, profile: dict | None) -> None:
+    expires_at = utcnow() + timedelta(seconds=current_app.config["OTP_TTL_SECONDS"])
+    outbox.enqueue(
+        SEND_CODE, deadline=expires_at, email=email, create=create, profile=profile, expires_at=expires_at.isoformat()
+    )
+    db.session.commit()
+
+
+@outbox.job(SEND_CODE)
+def send_code(*, email: str, create: bool, profile: dict | None, expires_at: str) -> None:
+    """The job: replace the user's codes with a fresh one, valid until the request's deadline,
+    and email it. If the email cannot be sent nothing is kept, and the job is tried again."""
+    user = get_or_create_user(email=email) if create else find_user_by_email(email)
+    if user is None or not user.is_active:
+        return
+    code = f"{secrets.randbelow(10**6):06d}"
+    deadline = datetime.fromisoformat(expires_at)
+    db.session.execute(delete(OtpCode).where(OtpCode.user_id == user.id))
+    db.session.add(
+        OtpCode(
+            user_id=user.id,
+            code_hash=_hash_code(user.id, code),
+            expires_at=deadline,
+            pending_profile=profile if create else None,
+        )
+    )
+    db.session.flush()
+    remaining = max(1, int((deadline - utcnow()).total_seconds()))
+    emails.send_sign_in_code(user.email, code, remaining)
 
 
 def verify_code(*, email: str, code: str) -> User:
@@ -98,5 +119,7 @@ def verify_code(*, email: str, code: str) -> User:
         db.session.rollback()
         raise Unauthorized(INVALID_CODE)
     user.is_verified = True
+    for field, value in (otp.pending_profile or {}).items():  # what the register that asked for it gave
+        setattr(user, field, value)
     db.session.commit()
     return user

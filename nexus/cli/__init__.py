@@ -6,6 +6,7 @@ from nexus.cli.demo import demo
 from nexus.cli.orders import orders
 from nexus.cli.payments import payments
 from nexus.cli.users import users
+from nexus.cli.worker import worker_command
 
 
 def register_commands(app: Flask) -> None:
@@ -13,3 +14,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(orders)
     app.cli.add_command(payments)
+    app.cli.add_command(worker_command)

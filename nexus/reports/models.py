@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from nexus.database import UTCDateTime, utcnow
@@ -14,6 +14,7 @@ class UserReportHistory(db.Model):
     __tablename__ = "user_report_history"
     __table_args__ = (
         CheckConstraint("format IN ('csv', 'json')", name="format"),
+        CheckConstraint("status IN ('pending', 'ready', 'failed')", name="status"),
         Index("ix_user_report_history_user_id_id", "user_id", "id"),
     )
 
@@ -23,8 +24,10 @@ class UserReportHistory(db.Model):
     type: Mapped[str] = mapped_column(String(16), nullable=False, default="sales")
     format: Mapped[str] = mapped_column(String(8), nullable=False)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="ready")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
     row_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    # The file, gzipped; read only for a download (a history page never loads it).
-    content: Mapped[bytes] = deferred(mapped_column(LargeBinary, nullable=False))
+    error: Mapped[str | None] = mapped_column(Text)
+    # The file, gzipped, once built; read only for a download (a history page never loads it).
+    content: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -29,10 +29,10 @@ FILE = {
 class StoreReports(MethodView):
     @login_required()
     @blp.arguments(ReportCreateSchema())
-    @blp.response(201, ReportSchema)
+    @blp.response(202, ReportSchema)
     @documents_errors(403, 404)
     def post(self, request, store_id):
-        """A sales report of your store: one row per order paid between two dates, kept in your history."""
+        """Ask for a sales report of your store (a row per order paid between two dates), built by a job."""
         store = get_store_for(get_current_user(), store_id, manage=True)
         return service.create_sales_report(get_current_user(), store, **request)
 
@@ -51,7 +51,7 @@ class ReportById(MethodView):
 class ReportDownload(MethodView):
     @login_required()
     @blp.doc(responses=FILE)
-    @documents_errors(404)
+    @documents_errors(404, 409)
     def get(self, report_id):
         """The report's file, streamed."""
         chunks, content_type, filename = service.download(service.get_report_for(get_current_user(), report_id))

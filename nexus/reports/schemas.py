@@ -54,9 +54,15 @@ class ReportSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(["sales"]))
     format = fields.String(required=True, validate=validate.OneOf(["csv", "json"]))
     parameters = fields.Nested(ReportParametersSchema, required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["ready"]))
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["pending", "ready", "failed"]),
+        metadata={"description": "pending while a job builds it; then ready (its user gets an email) or failed."},
+    )
     row_count = fields.Integer(required=True)
+    error = fields.String(required=True, allow_none=True, metadata={"description": "Why it failed."})
     created_at = fields.DateTime(required=True)
+    finished_at = fields.DateTime(required=True, allow_none=True)
     download_url = fields.Function(
         lambda report: f"/api/v1/reports/{report.id}/download", required=True, metadata={"type": "string"}
     )

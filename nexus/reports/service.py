@@ -1,4 +1,5 @@
-"""Sales reports: one row per order of a store paid in a date range, as CSV or JSON.
+"""Sales reports: one row per order of a store paid in a date range, as CSV or JSON, built by
+a job (a year of a busy store never holds a web request) and emailed about when ready.
 
 The rows stream from the database in chunks and are written and gzipped as they come, so a
 year of a busy store (a hundred thousand orders and more) never sits in memory at once; the
@@ -7,6 +8,7 @@ gzipped file is kept with the report in the user's history, and streamed back on
 
 import csv
 import io
+import logging
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import closing
@@ -15,16 +17,21 @@ from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, Row, bindparam, cast, func, select
+from sqlalchemy.exc import OperationalError
 
-from nexus.errors import NotFound
+from nexus.database import utcnow
+from nexus.errors import Conflict, NotFound
 from nexus.extensions import db
+from nexus.jobs import outbox
 from nexus.orders.models import Order, OrderItem
 from nexus.pagination import newest_first, paginate
 from nexus.payments.models import Payment
+from nexus.reports import emails
 from nexus.reports.models import UserReportHistory
 from nexus.stores.models import Store
 from nexus.users.models import User
 
+log = logging.getLogger(__name__)
 COLUMNS = (
     "order_id", "created_at", "paid_at", "status", "item_count", "subtotal", "total", "refunded", "net", "currency",
 )  # fmt: skip
@@ -83,11 +90,11 @@ def sales_params(store_id: int, date_from: date, date_to: date) -> dict[str, Any
 
 
 def _chunks_of_sales(store_id: int, date_from: date, date_to: date) -> Iterator[list[Row]]:
-    """The store's sales in the range, a chunk at a time, from a server-side cursor (which
-    lives in a transaction, so not on the autocommit reads engine)."""
-    with db.engine.connect() as connection:
-        streamed = connection.execution_options(stream_results=True, yield_per=CHUNK_ROWS)
-        yield from streamed.execute(SALES, sales_params(store_id, date_from, date_to)).partitions()
+    """The store's sales in the range, a chunk at a time, from a server-side cursor in the
+    job's own transaction (a second connection would wait on SQLite for the job's own lock)."""
+    streamed = db.session.connection().execution_options(stream_results=True, yield_per=CHUNK_ROWS)
+    with closing(streamed.execute(SALES, sales_params(store_id, date_from, date_to))) as result:
+        yield from result.partitions()
 
 
 def _csv(chunks: Iterable[list[Row]]) -> Iterator[str]:
@@ -117,10 +124,50 @@ def _gzipped(pieces: Iterable[str]) -> bytes:
     return b"".join([*parts, compressor.flush()])
 
 
+BUILD, READY_EMAIL = "reports.build", "reports.email_ready"
+
+
 def create_sales_report(
     user: User, store: Store, *, date_from: date, date_to: date, format: str, type: str
 ) -> UserReportHistory:
-    """Build the report and keep it, with its file, in `user`'s report history."""
+    """Ask for a report: it is kept in `user`'s history as `pending` and built by a job."""
+    report = UserReportHistory(
+        user_id=user.id,
+        store_id=store.id,
+        type=type,
+        format=format,
+        parameters={"date_from": date_from.isoformat(), "date_to": date_to.isoformat()},
+    )
+    db.session.add(report)
+    db.session.flush()
+    outbox.enqueue(BUILD, report_id=report.id)
+    db.session.commit()
+    return report
+
+
+@outbox.job(BUILD)
+def build_report(*, report_id: int) -> None:
+    """The job: write the report's file, streamed from a server-side cursor, then mark it ready
+    (and email its user) or failed with the reason."""
+    report = db.session.get(UserReportHistory, report_id)
+    if report is None or report.status != "pending":
+        return
+    params = report.parameters
+    date_from, date_to = date.fromisoformat(params["date_from"]), date.fromisoformat(params["date_to"])
+    try:
+        report.content, report.row_count = _build(report.store_id, date_from, date_to, report.format)
+        report.status = "ready"
+        outbox.enqueue(READY_EMAIL, report_id=report.id)
+    except OperationalError:
+        raise  # the database, not the report: the job is tried again
+    except Exception as error:
+        log.exception("building report %s failed", report.id)
+        report.status, report.error = "failed", f"The report could not be built ({type(error).__name__})."
+    report.finished_at = utcnow()
+
+
+def _build(store_id: int, date_from: date, date_to: date, format: str) -> tuple[bytes, int]:
+    """The gzipped file and its row count."""
     counted = 0
 
     def counting(chunks: Iterable[list[Row]]) -> Iterator[list[Row]]:
@@ -130,21 +177,19 @@ def create_sales_report(
             yield chunk
 
     writer = _csv if format == "csv" else _json
-    # Closed even if writing fails, so the cursor's transaction never outlives the request.
-    with closing(_chunks_of_sales(store.id, date_from, date_to)) as chunks:
+    # Closed even if writing fails, so the cursor's transaction never outlives the job.
+    with closing(_chunks_of_sales(store_id, date_from, date_to)) as chunks:
         content = _gzipped(writer(counting(chunks)))
-    report = UserReportHistory(
-        user_id=user.id,
-        store_id=store.id,
-        type=type,
-        format=format,
-        parameters={"date_from": date_from.isoformat(), "date_to": date_to.isoformat()},
-        row_count=counted,
-        content=content,
-    )
-    db.session.add(report)
-    db.session.commit()
-    return report
+    return content, counted
+
+
+@outbox.job(READY_EMAIL)
+def email_ready(*, report_id: int) -> None:
+    """The job: tell the report's user it can be downloaded."""
+    report = db.session.get(UserReportHistory, report_id)
+    user = db.session.get(User, report.user_id) if report is not None else None
+    if user is not None:
+        emails.send_report_ready(user.email, report)
 
 
 def get_report_for(user: User, report_id: int) -> UserReportHistory:
@@ -156,7 +201,12 @@ def get_report_for(user: User, report_id: int) -> UserReportHistory:
 
 
 def download(report: UserReportHistory) -> tuple[Iterator[bytes], str, str]:
-    """The report's file as a stream of chunks, its content type and its file name."""
+    """The report's file as a stream of chunks, its content type and its file name; a 409
+    while it is being built or if building it failed."""
+    if report.status == "pending":
+        raise Conflict("The report is still being built; you will get an email when it is ready.")
+    if report.status == "failed":
+        raise Conflict(f"The report failed: {report.error} Ask for it again.")
     blob = report.content
     decompressor = zlib.decompressobj(wbits=31)
 
