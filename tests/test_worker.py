@@ -2,13 +2,18 @@
 own environment, on Postgres and the Redis queue, sending real email to an SMTP server (aiosmtpd)
 or to one that hangs. The web side is an app of the test on the same database and queue."""
 
+import json
 import os
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +23,7 @@ from sqlalchemy import func, select
 from nexus import create_app
 from nexus.jobs.outbox import OutboxJob
 from tests.conftest import HungServer, app_environ, eventually, free_port
+from tests.factories import ProductFactory
 from tests.test_deploy import ROOT, WEB, WORKER, blueprint_environ
 from tests.test_emails import Inbox, code_of
 
@@ -31,7 +37,7 @@ def namespace() -> str:
     return f"nexus-test-{uuid.uuid4().hex[:8]}"
 
 
-def start_worker(database_url: str, namespace: str, smtp_port: int) -> subprocess.Popen:
+def start_worker(database_url: str, namespace: str, smtp_port: int, **settings: str) -> subprocess.Popen:
     """The Blueprint's worker command with the Blueprint's environment; the SMTP server's
     address and the queue's namespace stand in for the real ones."""
     argv = shlex.split(WORKER["startCommand"])
@@ -45,6 +51,7 @@ def start_worker(database_url: str, namespace: str, smtp_port: int) -> subproces
         "MAIL_PASSWORD": "",
         "MAIL_TIMEOUT": "30",
         "BROKER_NAMESPACE": namespace,
+        **settings,
     }
     return subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -121,3 +128,82 @@ def test_the_worker_refuses_to_start_without_a_queue(database_url):
 
     assert result.returncode != 0
     assert "BROKER_URL is not set" in result.stderr
+
+
+def start_web(database_url: str, namespace: str, port: int) -> subprocess.Popen:
+    """The Blueprint's web start command with the Blueprint's environment, on a loopback port,
+    handing its jobs to the test's queue namespace."""
+    argv = [*shlex.split(WEB["startCommand"]), "--bind", f"127.0.0.1:{port}"]
+    argv[0] = str(Path(sys.executable).parent / argv[0])
+    environ = {**blueprint_environ(database_url, WEB), "PORT": str(port), "BROKER_NAMESPACE": namespace}
+    server = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    eventually(lambda: _answers(f"http://127.0.0.1:{port}/health"), seconds=30)
+    return server
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def post(url: str, body: dict) -> tuple[int, float]:
+    """POST JSON; the status and the seconds it took."""
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, time.monotonic() - started
+    except urllib.error.HTTPError as error:
+        return error.code, time.monotonic() - started
+
+
+def catalog_p99_ms(base: str, seconds: float) -> float:
+    """The catalog's 99th-percentile latency over a bounded loop of requests."""
+    timings, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline and len(timings) < 2000:
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{base}/api/v1/products?limit=20", timeout=10) as answer:
+            assert answer.status == 200
+        timings.append((time.monotonic() - started) * 1000)
+    return statistics.quantiles(timings, n=100)[98]
+
+
+def test_with_smtp_hung_eight_sign_ins_answer_at_once_the_catalog_keeps_up_and_the_codes_arrive_once_it_is_back(
+    database_url, namespace, session
+):
+    ProductFactory.create_batch(30)
+    hung = HungServer()
+    port = free_port()
+    worker = start_worker(database_url, namespace, hung.port, MAIL_TIMEOUT="2")
+    web = start_web(database_url, namespace, port)
+    base = f"http://127.0.0.1:{port}"
+    emails = [f"user{n}@example.com" for n in range(8)]
+    inbox = Inbox()
+    controller = None
+    try:
+        with ThreadPoolExecutor(max_workers=9) as pool:
+            during = pool.submit(catalog_p99_ms, base, 3.0)
+            answers = list(pool.map(lambda email: post(f"{base}/api/v1/auth/register", {"email": email}), emails))
+            p99 = during.result()
+        assert [status for status, _ in answers] == [202] * 8
+        assert max(seconds for _, seconds in answers) < 1.0, answers
+        assert p99 < 250, p99
+        eventually(lambda: len(hung.accepted) >= 1, seconds=10)  # the worker is stuck on the mail server
+        assert inbox.messages == []
+
+        hung.close()  # the mail server comes back, on the address the worker knows
+        controller = Controller(inbox, hostname="127.0.0.1", port=hung.port)
+        controller.start()
+        eventually(lambda: len(inbox.messages) == 8, seconds=60)
+        assert sorted(message["To"] for message in inbox.messages) == sorted(emails)
+        code = code_of(next(m for m in inbox.messages if m["To"] == emails[0]))
+        assert post(f"{base}/api/v1/auth/otp/verify", {"email": emails[0], "code": code})[0] == 200
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+        stop(worker)
+        if controller is not None:
+            controller.stop()
