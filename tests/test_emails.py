@@ -4,6 +4,7 @@ through the log in development when no mail server is set."""
 import email
 import logging
 import re
+import time
 from email.message import Message
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 
 from nexus import create_app
 from nexus.auth.models import OtpCode
-from tests.conftest import app_environ, free_port
+from tests.conftest import app_environ, free_port, within
 
 
 class Inbox:
@@ -57,6 +58,35 @@ def test_sign_in_with_the_code_from_a_delivered_email(database_url, smtp_server)
     tokens = client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code}).get_json()
     me = client.get("/api/v1/profile/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert me.get_json()["email"] == "ada@example.com"
+
+
+def test_a_mail_server_that_never_answers_is_given_up_on_after_mail_timeout_with_a_503(
+    database_url, silent_server, session
+):
+    app = create_app(
+        app_environ(
+            database_url,
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=str(silent_server.port),
+            MAIL_USE_TLS="false",
+            MAIL_TIMEOUT="1",
+        )
+    )
+    client = app.test_client()
+
+    started = time.monotonic()
+    response = within(10, lambda: client.post("/api/v1/auth/register", json={"email": "ada@example.com"}))
+    waited = time.monotonic() - started
+
+    assert silent_server.accepted == 1
+    assert 1 <= waited < 2.5  # it waited for the greeting for MAIL_TIMEOUT, then gave up
+    assert response.status_code == 503
+    assert response.get_json() == {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": "The sign-in email could not be sent right now; please try again shortly.",
+    }
+    assert session.scalar(select(func.count()).select_from(OtpCode)) == 0
 
 
 def test_smtp_down_answers_503_stores_nothing_and_a_retry_works_once_it_is_back(database_url, session):
