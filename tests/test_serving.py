@@ -1,24 +1,37 @@
 """The web service as Render runs it: the Blueprint's start command (gunicorn with
 gunicorn.conf.py) with the Blueprint's environment, on the test database, over real HTTP.
 
-Every line it writes is one JSON object, gunicorn's own included, down to a worker that times out."""
+Every line it writes is one JSON object, gunicorn's own included, down to a worker that times out;
+and a Stripe that accepts connections and never answers costs the payments that wait on it their
+own JSON 502, within the time the gateway documents, while the catalog keeps answering."""
 
 import http.client
 import json
 import shlex
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from flask_jwt_extended import create_access_token
+from sqlalchemy import func, select
 
-from tests.conftest import eventually, free_port
+from nexus import create_app
+from nexus.extensions import db
+from nexus.payments import gateway
+from nexus.payments.models import Payment
+from nexus.users.models import User
+from tests.conftest import app_environ, eventually, free_port
+from tests.factories import ProductFactory, StoreFactory
 from tests.test_deploy import ROOT, WEB, blueprint_environ
 
+CATALOG_REQUESTS = 200
 WEB_ENV = {var["key"]: var.get("value") for var in WEB["envVars"]}
 
 
@@ -138,7 +151,7 @@ def test_every_line_the_start_command_writes_is_one_json_object(app, database_ur
     entries = served.entries()  # every line, or the test fails naming the first that is not JSON
     assert all(isinstance(entry, dict) and isinstance(entry["pid"], int) for entry in entries)
     messages = [entry["message"] for entry in entries]
-    for said in ("Starting gunicorn", "Using worker:", "Booting worker with pid", "Invalid request from ip"):
+    for said in ("Starting gunicorn", "Using worker: gthread", "Booting worker with pid", "Invalid request from ip"):
         assert any(said in message for message in messages), said
     assert any("Handling signal: term" in message for message in messages)
     assert any("Shutting down: Master" in message for message in messages)
@@ -179,3 +192,61 @@ def test_a_worker_that_times_out_says_so_in_one_json_line_naming_its_pid(app, da
     assert timed_out["worker_pid"] == first_worker
     assert timed_out["message"] == f"WORKER TIMEOUT (pid:{first_worker})"
     assert any(entry.get("worker_pid") == first_worker and "exit" in entry["message"] for entry in entries)
+
+
+def access_token_for(environ: dict[str, str], database_url: str, user_id: int) -> str:
+    """An access token the served app accepts: signed with its JWT_SECRET_KEY."""
+    minting = create_app(app_environ(database_url, JWT_SECRET_KEY=environ["JWT_SECRET_KEY"]))
+    with minting.app_context():
+        token = create_access_token(identity=str(user_id))
+        for engine in db.engines.values():
+            engine.dispose()
+    return token
+
+
+@pytest.mark.postgres
+def test_a_hung_stripe_answers_payments_a_json_502_in_time_and_the_catalog_keeps_answering(
+    database_url, client, owner, buyer, session, silent_server, tmp_path
+):
+    store = StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
+    product = ProductFactory(store=store, price=1500, stock=10)
+    line = {"items": [{"product_id": product.id, "quantity": 1}]}
+    orders = [client.post("/api/v1/orders", headers=buyer.headers, json=line).get_json()["id"] for _ in range(4)]
+    environ = production_environ(database_url, STRIPE_API_BASE=silent_server.url)
+    bearer = {"Authorization": f"Bearer {access_token_for(environ, database_url, buyer.user['id'])}"}
+    served = serve(environ, tmp_path)
+    try:
+        with ThreadPoolExecutor(len(orders)) as pool:
+            paying = [
+                pool.submit(served.call, "POST", f"/api/v1/orders/{order}/payment", headers=bearer, timeout=60)
+                for order in orders
+            ]
+            eventually(lambda: silent_server.accepted >= len(orders))  # all four wait on Stripe now
+            catalog = [served.call("GET", "/api/v1/products?limit=20") for _ in range(CATALOG_REQUESTS)]
+            still_waiting = sum(not payment.done() for payment in paying)
+            payments = [payment.result() for payment in paying]
+    finally:
+        served.stop()
+
+    latencies = [answer.seconds for answer in catalog]
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    attempt = gateway.TIMEOUT_SECONDS - gateway.CONNECT_TIMEOUT_SECONDS  # a silent peer: connecting is instant
+    print(  # the numbers, for the record (pytest -s)
+        f"\npayments answered after {sorted(round(p.seconds, 2) for p in payments)} s "
+        f"(budget {gateway.CALL_WORST_CASE_SECONDS} s); catalog p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms over {len(catalog)} requests"
+    )
+    assert still_waiting == len(orders)  # the catalog was served while every payment waited
+    assert {answer.status for answer in catalog} == {200}
+    assert p99 < 0.25
+    for answer in payments:
+        assert answer.status == 502
+        assert answer.body == {
+            "code": 502,
+            "status": "Bad Gateway",
+            "message": "Stripe could not be reached to start the payment; try again shortly.",
+        }
+        # every attempt waited out its timeout, and the retries stopped where the gateway says
+        assert (gateway.MAX_NETWORK_RETRIES + 1) * attempt <= answer.seconds < gateway.CALL_WORST_CASE_SECONDS
+    assert silent_server.accepted == len(orders) * (gateway.MAX_NETWORK_RETRIES + 1)
+    assert session.scalar(select(func.count()).select_from(Payment)) == 0  # nothing was left half-started
