@@ -1,10 +1,64 @@
-"""gunicorn settings (Render and anywhere else): bind to $PORT, run $WEB_CONCURRENCY workers."""
+"""gunicorn settings (Render and anywhere else): bind to $PORT, run $WEB_CONCURRENCY processes of
+$WEB_THREADS threads each, within time limits derived from the app's own, logging JSON lines."""
 
+import math
 import os
+import sys
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+from gunicorn import glogging
+
+from nexus.config import ConfigError, load_settings
+from nexus.logs import GunicornJsonFormatter
+from nexus.payments import gateway
+
+try:
+    settings = load_settings(os.environ)
+except ConfigError as error:  # the same one line as wsgi.py's, not gunicorn's traceback
+    sys.exit(f"nexus: refusing to start: {error}")
+
+bind = f"0.0.0.0:{settings['PORT']}"
+# Threads: a request waiting on Stripe or SMTP holds one thread, not a whole process, so one hung
+# dependency never stalls the requests that do not use it.
+worker_class = "gthread"
+workers = settings["WEB_CONCURRENCY"]
+threads = settings["WEB_THREADS"]
+# A process takes a connection only while it has a thread free for it; otherwise the other
+# processes take it. gthread would otherwise accept up to 1000 and queue them behind busy
+# threads (a catalog page stuck behind four payments waiting on a hung Stripe). So no
+# keep-alive either (a kept connection is tied to its process): each request is a connection
+# of its own, as with gunicorn's sync workers, and Render's proxy keeps the clients'.
+worker_connections = threads
+keepalive = 0
+
+# The slowest a request can be, from the limits of what it waits on: its Stripe calls (at most
+# gateway.CALLS_PER_REQUEST, each at most gateway.CALL_WORST_CASE_SECONDS with its retries: 63 s),
+# or a sign-in's SMTP (MAIL_TIMEOUT per wait, far less), plus one statement run up to
+# DATABASE_STATEMENT_TIMEOUT_MS. The worker timeout is past it, so every limit of the app is
+# strictly smaller and its own JSON 502 or 503 always answers first: gunicorn never kills a
+# request the app would have answered (the client would get a dropped connection). A gthread
+# worker's main loop reports alive while its threads wait, so there the timeout catches only a
+# process that stopped altogether; with sync workers (GUNICORN_CMD_ARGS) it bounds each request.
+SLOWEST_REQUEST_SECONDS = (
+    max(gateway.REQUEST_WORST_CASE_SECONDS, settings["MAIL_TIMEOUT"]) + settings["DATABASE_STATEMENT_TIMEOUT_MS"] / 1000
+)
+timeout = math.ceil(SLOWEST_REQUEST_SECONDS) + 10
+# A stop (a deploy, SIGTERM) lets requests in flight finish as long as their slowest takes.
+graceful_timeout = timeout
+
 # Build the app once in the master: a bad production setting stops the service with one clear
 # line instead of every worker crashing on boot. No connections are opened before the fork.
 preload_app = True
-# No access log: the app writes one JSON line per request itself (gunicorn's default).
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's own lines (starting, booting workers, a WORKER TIMEOUT) as JSON, like the app's.
+
+    No access log: the app writes one JSON line per request itself (gunicorn's default)."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for handler in (*self.error_log.handlers, *self.access_log.handlers):
+            handler.setFormatter(GunicornJsonFormatter())
+
+
+logger_class = JsonLogger

@@ -31,7 +31,9 @@ from flask import Flask
 from nexus import create_app
 
 PROJECT = Path(__file__).resolve().parent.parent
-GUNICORN = ["--workers", "2", "--worker-class", "sync", "--backlog", "2048", "--timeout", "30"]
+# --threads 1: gunicorn.conf.py (read from the project directory) sets WEB_THREADS threads, which
+# would turn the sync workers the shared harness runs into gthread ones.
+GUNICORN = ["--workers", "2", "--worker-class", "sync", "--threads", "1", "--backlog", "2048", "--timeout", "30"]
 GUNICORN += ["--graceful-timeout", "10", "--log-level", "warning", "--no-control-socket"]
 WEBHOOK_SECRET = "whsec_nexus_bench"
 STRIPE = {"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}  # serve(..., env=STRIPE) for `signed` events to verify

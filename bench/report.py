@@ -4,7 +4,8 @@ Run by `make bench` on the harness's Postgres (or --database-url). Makes a store
 orders paid through 2026 (1 or 2 lines each), plus a ninth as many paid in 2025 and a tenth as
 many never paid, which the report must leave out, then generates the report through
 `POST /api/v1/stores/{id}/reports` (in process, through the test client; its job builds it on
-a thread of the same process, as without BROKER_URL) as CSV and as JSON, and downloads it. Each measurement runs in its own process, so its peak memory is its own:
+a thread of the same process, as without BROKER_URL) as CSV and as JSON, and downloads it.
+Each measurement runs in its own process, so its peak memory is its own:
 
 - seconds: wall time from the request until the report is ready;
 - python peak: the most memory Python objects held at once during it (tracemalloc; a second,

@@ -4,6 +4,7 @@ import logging
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import text
 
 from nexus.database import UTCDateTime
 
@@ -54,6 +55,8 @@ def run_migrations_online() -> None:
             **options,  # Flask-Migrate's: compare_type, render_as_batch (SQLite cannot ALTER)
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":  # a migration may rewrite a big table
+                connection.execute(text("SET LOCAL statement_timeout = 0"))
             context.run_migrations()
 
 

@@ -36,6 +36,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
 def _csv(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
@@ -78,6 +85,8 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
         "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER")
         or ("Nexus <no-reply@localhost>" if not production else None),
+        # Seconds SMTP may keep us waiting (to connect, or for any answer); nexus.extensions.Mail.
+        "MAIL_TIMEOUT": _positive(env, "MAIL_TIMEOUT", 10),
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or None,
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or None,
@@ -99,21 +108,40 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "BROKER_NAMESPACE": env.get("BROKER_NAMESPACE", "").strip() or "nexus",
         "LOG_LEVEL": (env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
         "PORT": _int(env, "PORT", 5000),
+        # gunicorn.conf.py serves with WEB_CONCURRENCY processes of WEB_THREADS threads each;
+        # each process's database pools are sized to its threads.
+        "WEB_CONCURRENCY": _positive(env, "WEB_CONCURRENCY", 2),
+        "WEB_THREADS": _positive(env, "WEB_THREADS", 4),
+        "DATABASE_STATEMENT_TIMEOUT_MS": _positive(env, "DATABASE_STATEMENT_TIMEOUT_MS", 5000),
     }
     settings.update(_derived(settings))
     return settings
 
 
-def _engine_options(postgres: bool) -> dict[str, Any]:
+# Past one connection per thread: a report streams its rows on a second connection while its
+# session holds the first, and a readiness probe left waiting on a hung database holds one.
+POOL_OVERFLOW = 2
+
+
+def _engine_options(settings: Mapping[str, Any], postgres: bool) -> dict[str, Any]:
     if not postgres:
         return {}
     # A dead database fails a request in seconds instead of hanging it; idle connections are
     # pinged before use (nexus.database.ping_after_idle), not every one on every request.
-    # Sessions run in UTC, so timestamps arrive as UTC (nexus.database.UTCDateTime).
+    # Sessions run in UTC, so timestamps arrive as UTC (nexus.database.UTCDateTime), and cancel
+    # any statement that runs past DATABASE_STATEMENT_TIMEOUT_MS (a 503, nexus.errors); both are
+    # set when the connection opens, at no cost per request. Commands that legitimately run long
+    # statements (migrations, demo seed) lift the limit in their own transaction.
+    # Each gunicorn process runs WEB_THREADS requests at once, each mostly using one connection
+    # of an engine at a time: a pool of that many, plus a little overflow (README, "Time limits
+    # and connections").
     # Last in, first out: the connections in use stay warm and the spare ones age out idle.
+    options = f"-c timezone=UTC -c statement_timeout={settings['DATABASE_STATEMENT_TIMEOUT_MS']}"
     return {
+        "pool_size": settings["WEB_THREADS"],
+        "max_overflow": POOL_OVERFLOW,
         "pool_use_lifo": True,
-        "connect_args": {"connect_timeout": 3, "options": "-c timezone=UTC", "application_name": "nexus"},
+        "connect_args": {"connect_timeout": 3, "options": options, "application_name": "nexus"},
     }
 
 
@@ -128,10 +156,12 @@ def _derived(settings: Mapping[str, Any]) -> dict[str, Any]:
         "JWT_REFRESH_TOKEN_EXPIRES": timedelta(seconds=settings["JWT_REFRESH_TOKEN_EXPIRES_SECONDS"]),
         "JWT_TOKEN_LOCATION": ["headers"],
         "JWT_COOKIE_CSRF_PROTECT": False,  # bearer headers only: no cookies, no CSRF claim
-        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(postgres),
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(settings, postgres),
         # Lists read through their own pool in autocommit: no BEGIN and ROLLBACK round trips
         # (nexus.pagination). Postgres gives each statement a consistent snapshot anyway.
-        "SQLALCHEMY_BINDS": {READS: {"url": database_url, "isolation_level": "AUTOCOMMIT", **_engine_options(postgres)}}
+        "SQLALCHEMY_BINDS": {
+            READS: {"url": database_url, "isolation_level": "AUTOCOMMIT", **_engine_options(settings, postgres)}
+        }
         if database_url
         else {},
         "MAIL_SUPPRESS_SEND": settings["ENVIRONMENT"] == "test" and not settings["MAIL_SERVER"],

@@ -1,11 +1,14 @@
 """The Flask extensions, created unbound; `create_app()` binds them to an app."""
 
-from flask import request
+import smtplib
+from types import TracebackType
+
+import flask_mail
+from flask import current_app, request
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -19,6 +22,48 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class _TimedConnection(flask_mail.Connection):
+    """An SMTP connection whose every wait on the server (connecting, each answer) gives up
+    after MAIL_TIMEOUT seconds. A failed one is closed, not QUIT: that would wait again."""
+
+    def configure_host(self) -> smtplib.SMTP:
+        state = self.mail
+        smtp = smtplib.SMTP_SSL if state.use_ssl else smtplib.SMTP
+        host = smtp(state.server, state.port, timeout=state.timeout)  # a greeting never sent: raises
+        try:
+            host.set_debuglevel(int(state.debug))
+            if state.use_tls:
+                host.starttls()
+            if state.username and state.password:
+                host.login(state.username, state.password)
+        except BaseException:
+            host.close()
+            raise
+        return host
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.host is not None and exc_type is not None:
+            self.host.close()
+        else:
+            super().__exit__(exc_type, exc_value, tb)
+
+
+class Mail(flask_mail.Mail):
+    """Flask-Mail with a time limit: 0.10 opens smtplib connections with none, so a mail server
+    that accepts and never answers would hold the sending request forever."""
+
+    def init_mail(self, config, debug: bool | int = False, testing: bool = False):
+        state = super().init_mail(config, debug, testing)
+        state.timeout = config.get("MAIL_TIMEOUT", 10)
+        return state
+
+    def connect(self) -> flask_mail.Connection:
+        return _TimedConnection(current_app.extensions["mail"])
+
 
 # Objects stay readable after their request commits: the answer is written from them right away,
 # and expiring them would read every row back (two more queries per order placed).

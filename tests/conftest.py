@@ -108,32 +108,67 @@ def wait_for(url: str, seconds: float = 20) -> None:
             time.sleep(0.1)
 
 
-class HungServer:
-    """A TCP server on a local port that accepts connections and never answers (a hung SMTP
-    server or Stripe); stopped with `close`."""
+class SilentServer:
+    """A TCP port that accepts connections and never says a word, like a hung SMTP server, Stripe
+    or database; `accepted` counts the connections it took. Closed, it hangs up on all of them."""
 
     def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._open = True
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port: int = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def accepted(self) -> int:
+        return len(self.held)
 
     def _accept(self) -> None:
-        while self._open:
+        while not self._stop.is_set():
             try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted.append(connection)  # held open, never read nor answered
+                self.held.append(self.listener.accept()[0])
+            except TimeoutError:
+                continue
 
     def close(self) -> None:
-        self._open = False
-        self.listener.close()
-        for connection in self.accepted:
+        self._stop.set()
+        self._thread.join()
+        for connection in [*self.held, self.listener]:
             connection.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def within(seconds: float, call: Callable):
+    """`call()`'s result, failing the test if it has not returned after `seconds` (it is left
+    running on a daemon thread, so a call that hangs for ever fails instead of hanging the run)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"it was still waiting after {seconds} s", pytrace=False)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def eventually(check: Callable, seconds: float = 10.0):

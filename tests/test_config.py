@@ -86,7 +86,29 @@ def test_order_limits_default_to_5_open_orders_and_60_an_hour_and_read_the_envir
     assert (chosen["ORDER_MAX_OPEN_PER_BUYER"], chosen["ORDER_RATE_LIMIT_PER_USER"]) == (2, "10 per minute")
 
 
-@pytest.mark.parametrize("environ", [{"ENVIRONMENT": "staging"}, {"OTP_TTL_SECONDS": "ten"}])
+def test_time_limits_and_threads_default_to_the_contract_and_read_the_environment():
+    defaults = load_settings({})
+    chosen = load_settings(
+        {
+            "DATABASE_URL": "postgres://nexus@db:5432/nexus",
+            "MAIL_TIMEOUT": "3",
+            "WEB_THREADS": "8",
+            "DATABASE_STATEMENT_TIMEOUT_MS": "250",
+        }
+    )
+
+    assert [defaults[key] for key in ("MAIL_TIMEOUT", "WEB_CONCURRENCY", "WEB_THREADS")] == [10, 2, 4]
+    assert defaults["DATABASE_STATEMENT_TIMEOUT_MS"] == 5000
+    assert (chosen["MAIL_TIMEOUT"], chosen["WEB_THREADS"]) == (3, 8)
+    for options in (chosen["SQLALCHEMY_ENGINE_OPTIONS"], chosen["SQLALCHEMY_BINDS"]["reads"]):
+        assert (options["pool_size"], options["max_overflow"]) == (8, 2)  # each of the 8 threads has its own
+        assert "-c statement_timeout=250" in options["connect_args"]["options"]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"ENVIRONMENT": "staging"}, {"OTP_TTL_SECONDS": "ten"}, {"WEB_THREADS": "0"}, {"MAIL_TIMEOUT": "-1"}],
+)
 def test_malformed_settings_are_refused_by_name(environ):
     with pytest.raises(ConfigError, match=next(iter(environ))):
         load_settings(environ)

@@ -4,6 +4,7 @@ its cron job expires stale orders."""
 
 import json
 import os
+import runpy
 import secrets
 import shlex
 import subprocess
@@ -18,8 +19,10 @@ import yaml
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
+from nexus.config import load_settings
 from nexus.database import utcnow
 from nexus.orders.models import Order
+from nexus.payments import gateway
 from nexus.payments.models import Payment
 from tests.conftest import eventually, free_port
 from tests.stripe_helpers import DownWebhook, intent_at_stripe, pay_at_stripe, register_webhook
@@ -90,6 +93,23 @@ def test_the_blueprint_has_what_render_requires():
         for var in service["envVars"]:
             linked = var.get("fromDatabase") or var.get("fromService")
             assert linked is None or linked["name"] in names, f"{var['key']} points at an unknown resource"
+
+
+def test_gunicorn_runs_threads_within_time_limits_past_every_limit_of_the_app(monkeypatch):
+    environ = blueprint_environ("postgresql://nexus@127.0.0.1:5432/nexus")
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    settings = load_settings(environ)
+
+    assert (conf["worker_class"], conf["workers"], conf["threads"]) == ("gthread", 2, int(environ["WEB_THREADS"]))
+    # a process takes a connection only with a thread free for it, so the other takes the rest
+    assert (conf["worker_connections"], conf["keepalive"]) == (conf["threads"], 0)
+    slowest = gateway.REQUEST_WORST_CASE_SECONDS + settings["DATABASE_STATEMENT_TIMEOUT_MS"] / 1000
+    assert conf["timeout"] > slowest > settings["MAIL_TIMEOUT"]
+    assert conf["graceful_timeout"] < WEB["maxShutdownDelaySeconds"] <= 300  # Render's maximum
+    for options in (settings["SQLALCHEMY_ENGINE_OPTIONS"], settings["SQLALCHEMY_BINDS"]["reads"]):
+        assert options["pool_size"] == conf["threads"]
 
 
 def test_the_health_check_path_is_a_route_of_the_app(client):

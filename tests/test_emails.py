@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from nexus import create_app
 from nexus.auth.models import OtpCode
 from nexus.jobs.outbox import OutboxJob
-from tests.conftest import HungServer, app_environ, eventually, free_port
+from tests.conftest import SilentServer, app_environ, eventually, free_port
 
 
 class Inbox:
@@ -92,7 +92,7 @@ def test_with_smtp_down_the_request_still_answers_202_and_the_job_sends_the_code
 def test_with_smtp_hung_sign_ins_answer_at_once_and_the_job_gives_up_each_try_within_mail_timeout(
     database_url, session
 ):
-    hung = HungServer()
+    hung = SilentServer()
     try:
         client = mail_app(database_url, hung.port, MAIL_TIMEOUT="1").test_client()
         started = time.monotonic()

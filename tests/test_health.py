@@ -3,7 +3,6 @@
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -13,32 +12,6 @@ from nexus import create_app, database
 from nexus.config import VERSION
 from nexus.extensions import db
 from tests.conftest import app_environ, free_port
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts connections and never says a word, like a hung database."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in [*held, listener]:
-        connection.close()
 
 
 class Outage:
@@ -109,7 +82,7 @@ def test_database_refusing_connections_makes_readiness_503_and_leaves_liveness_a
 
 
 def test_a_hung_database_gets_a_503_within_three_seconds(silent_server):
-    app = create_app(app_environ(f"postgresql://postgres@127.0.0.1:{silent_server}/nexus"))
+    app = create_app(app_environ(f"postgresql://postgres@127.0.0.1:{silent_server.port}/nexus"))
 
     started = time.monotonic()
     response = app.test_client().get("/api/v1/health")

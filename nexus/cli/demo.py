@@ -189,6 +189,8 @@ def seed_command(store_count: int, product_count: int, reset: bool, random_seed:
         raise click.ClickException("demo data is not for production databases (ENVIRONMENT=production)")
     started = time.monotonic()
     postgres = db.engine.dialect.name == "postgresql"
+    if postgres:  # building the indexes of a million products takes longer than a request may
+        db.session.execute(text("SET LOCAL statement_timeout = 0"))
     owner = _demo_user(DEMO_OWNER, "Demo Owner")
     _demo_user(DEMO_BUYER, "Demo Buyer")
     db.session.flush()
@@ -204,7 +206,9 @@ def seed_command(store_count: int, product_count: int, reset: bool, random_seed:
     db.session.commit()
     if postgres:  # fresh statistics for the planner
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("SET statement_timeout = 0"))
             connection.execute(text("VACUUM ANALYZE stores, products"))
+            connection.execute(text("RESET statement_timeout"))  # the pool's limit again
 
     click.echo(f"seeded {store_count} stores and {product_count} products in {time.monotonic() - started:.1f} s")
     click.echo(f"sign in as {DEMO_BUYER} (a buyer) or {DEMO_OWNER} (owns the demo stores); codes go to the log")

@@ -20,7 +20,27 @@ from nexus.errors import BadRequest, DomainError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_SECONDS = 10  # stripe-python waits 80 s by default: a whole worker held up
+# Time limits. One attempt at a call gives up within TIMEOUT_SECONDS when Stripe says nothing:
+# at most CONNECT_TIMEOUT_SECONDS to connect, the rest for each wait on its answer
+# (stripe-python waits 80 s by default: a whole worker thread held up).
+TIMEOUT_SECONDS = 10
+CONNECT_TIMEOUT_SECONDS = 3
+MAX_NETWORK_RETRIES = 2  # safe: every write below has an idempotency key
+# stripe-python sleeps before its retry n for min(INITIAL_DELAY * 2 ** (n - 1), MAX_DELAY),
+# jittered down to no less than half of it and never under INITIAL_DELAY (0.5 s, then 1 s here);
+# it retries timeouts, refused connections, 409s and 5xxs, and reads no Retry-After.
+_BACKOFF = stripe.HTTPClient
+RETRY_SLEEPS_SECONDS = sum(
+    max(_BACKOFF.INITIAL_DELAY, min(_BACKOFF.INITIAL_DELAY * 2 ** (n - 1), _BACKOFF.MAX_DELAY))
+    for n in range(1, MAX_NETWORK_RETRIES + 1)
+)
+# The longest one call (create_intent, cancel_intent, ...) takes before it raises: every
+# attempt times out, with the sleeps between them (31.5 s).
+CALL_WORST_CASE_SECONDS = (MAX_NETWORK_RETRIES + 1) * TIMEOUT_SECONDS + RETRY_SLEEPS_SECONDS
+# The most calls one request makes: paying again after a decline cancels the declined intent,
+# then creates the new one. gunicorn.conf.py derives the worker timeout from this.
+CALLS_PER_REQUEST = 2
+REQUEST_WORST_CASE_SECONDS = CALLS_PER_REQUEST * CALL_WORST_CASE_SECONDS
 WEBHOOK_TOLERANCE_SECONDS = 300
 # Stripe's answers that refuse the request itself (invalid for the object's state, a card
 # declined, no such object). 401/403 (our key) and 429 (slow down) are our failures, not a
@@ -49,8 +69,8 @@ def _client(api_key: str, api_base: str | None) -> stripe.StripeClient:
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base} if api_base else None,
-        http_client=stripe.RequestsClient(timeout=TIMEOUT_SECONDS),
-        max_network_retries=2,  # safe: every write below has an idempotency key
+        http_client=stripe.RequestsClient(timeout=(CONNECT_TIMEOUT_SECONDS, TIMEOUT_SECONDS - CONNECT_TIMEOUT_SECONDS)),
+        max_network_retries=MAX_NETWORK_RETRIES,
     )
 
 
