@@ -3,8 +3,10 @@
 - the command line: `parser()` adds --harness and --database-url, `database_url()` resolves
   them (the shared harness's Postgres unless a URL is given);
 - the app in this process, for preparing data and checking it afterwards (`app_for`);
-- the project under gunicorn, started as the shared harness runs it (`serve`, `stop`);
-  both with the per-buyer order limits raised (`ORDER_LIMITS`);
+- the project under gunicorn, started as the shared harness runs it (`serve`, `stop`), or with
+  gunicorn.conf.py's gthread workers as deployed (`serve(..., threads=4)`); the environment it
+  runs in, for other processes of the project (`environ`); all with the per-buyer order limits
+  raised (`ORDER_LIMITS`);
 - wrk loading a list of raw HTTP requests, one Lua script for all (`raw`, `wrk`, `result`);
 - Stripe webhook signing with the secret the served project is given (`signed`, `STRIPE`).
 
@@ -35,6 +37,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 # would turn the sync workers the shared harness runs into gthread ones.
 GUNICORN = ["--workers", "2", "--worker-class", "sync", "--threads", "1", "--backlog", "2048", "--timeout", "30"]
 GUNICORN += ["--graceful-timeout", "10", "--log-level", "warning", "--no-control-socket"]
+# As deployed: gunicorn.conf.py's gthread workers, timeouts and no keep-alive; the processes and
+# threads come from WEB_CONCURRENCY and WEB_THREADS (serve's `threads`).
+DEPLOYED = ["--backlog", "2048", "--log-level", "warning", "--no-control-socket"]
 WEBHOOK_SECRET = "whsec_nexus_bench"
 STRIPE = {"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}  # serve(..., env=STRIPE) for `signed` events to verify
 # A few bench buyers place thousands of orders: the per-buyer limits are tested, not benchmarked.
@@ -63,15 +68,26 @@ def app_for(database_url: str) -> Flask:
     return create_app({**os.environ, **ORDER_LIMITS, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"})
 
 
-def serve(port: int, database_url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def environ(database_url: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment `serve` runs the project in, with `env` added: for other processes of it
+    (a job worker) to run in the same."""
+    return {**os.environ, **ORDER_LIMITS, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", **(env or {})}
+
+
+def serve(port: int, database_url: str, env: dict[str, str] | None = None, *, threads: int = 1) -> subprocess.Popen:
     """Start gunicorn on 127.0.0.1:`port` with `env` added to its settings; wait until /health answers.
 
+    threads=1: 2 sync workers, as the shared harness runs the project; more: as deployed, 2
+    gthread processes (WEB_CONCURRENCY) of `threads` threads (WEB_THREADS), gunicorn.conf.py's.
     Its output goes to a log file whose tail is shown if it stops or does not answer in 30 s.
     """
-    command = [str(PROJECT / ".venv/bin/gunicorn"), *GUNICORN, "--bind", f"127.0.0.1:{port}", "wsgi:app"]
-    environ = {**os.environ, **ORDER_LIMITS, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", **(env or {})}
+    options, settings = GUNICORN, environ(database_url, env)
+    if threads > 1:
+        options = DEPLOYED
+        settings |= {"WEB_CONCURRENCY": "2", "WEB_THREADS": str(threads)}
+    command = [str(PROJECT / ".venv/bin/gunicorn"), *options, "--bind", f"127.0.0.1:{port}", "wsgi:app"]
     with tempfile.NamedTemporaryFile("w", prefix=f"nexus-bench-{port}-", suffix=".log", delete=False) as log:
-        server = subprocess.Popen(command, cwd=PROJECT, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, cwd=PROJECT, env=settings, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(150):
         if server.poll() is not None:
             _failed(f"gunicorn exited ({server.returncode}) while starting", log.name)

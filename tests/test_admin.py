@@ -4,10 +4,11 @@ and every admin write in the audit log."""
 import re
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
+from nexus.jobs.outbox import OutboxJob
 from nexus.orders.models import Order
-from tests.conftest import code_in
+from tests.conftest import code_in, wait_for_jobs
 from tests.factories import PaymentFactory, ProductFactory, StoreFactory, UserFactory
 from tests.pages import ids
 from tests.stripe_helpers import deliver, ignored_event, intent_event
@@ -229,3 +230,26 @@ def test_the_numbers_cost_the_same_few_queries_however_big_the_market(client, ad
     client.get(f"{ADMIN}/stats", headers=admin.headers)
 
     assert len(statements) == small <= 5  # the token, the admin, three for the numbers
+
+
+def test_admins_see_background_jobs_and_why_one_failed(client, admin, stranger, session):
+    client.post("/api/v1/auth/otp/request", json={"email": "stranger@example.com"})
+    wait_for_jobs(session.get_bind())
+    session.execute(
+        update(OutboxJob)
+        .where(OutboxJob.id == session.scalar(select(func.max(OutboxJob.id))))
+        .values(status="failed", last_error="SMTPServerDisconnected: Connection unexpectedly closed")
+    )
+
+    failed = client.get(f"{ADMIN}/jobs", headers=admin.headers, query_string={"status": "failed"}).get_json()
+    everything = client.get(f"{ADMIN}/jobs", headers=admin.headers).get_json()
+
+    [job] = failed["items"]
+    assert (job["job"], job["status"], job["last_error"]) == (
+        "auth.send_sign_in_code",
+        "failed",
+        "SMTPServerDisconnected: Connection unexpectedly closed",
+    )
+    assert "payload" not in job  # a sign-in job's payload holds an email address
+    assert len(everything["items"]) >= 2 and {item["status"] for item in everything["items"]} >= {"done", "failed"}
+    assert client.get(f"{ADMIN}/jobs", headers=stranger.headers).status_code == 403

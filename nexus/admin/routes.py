@@ -7,6 +7,8 @@ from nexus.admin import service
 from nexus.admin.schemas import (
     AllOrdersArgsSchema,
     AuditEntryPageSchema,
+    JobListArgsSchema,
+    JobPageSchema,
     PaymentDetailSchema,
     PaymentEventListArgsSchema,
     PaymentEventPageSchema,
@@ -134,3 +136,13 @@ class AuditLog(MethodView):
     def get(self, args):
         """What admins changed, newest first."""
         return service.list_audit_log(**args)
+
+
+@blp.route("/jobs")
+class Jobs(MethodView):
+    @admin_required()
+    @blp.arguments(JobListArgsSchema(), location="query")
+    @blp.response(200, JobPageSchema)
+    def get(self, args):
+        """Background jobs (emails, reports), newest first; `status=failed`: those that gave up, with why."""
+        return service.list_jobs(**args)

@@ -8,6 +8,7 @@ from nexus.orders.schemas import OrderListArgsSchema
 from nexus.pagination import PageArgsSchema, page_of
 from nexus.payments.models import EventOutcome, PaymentStatus
 from nexus.payments.schemas import PaymentEventSchema, PaymentSchema
+from nexus.serialization import FlatSchema
 from nexus.users.models import Role
 from nexus.users.schemas import UserSchema
 
@@ -38,6 +39,24 @@ class PaymentDetailSchema(PaymentSchema):
 class PaymentEventListArgsSchema(PageArgsSchema):
     type = fields.String(validate=validate.Length(min=1, max=100), metadata={"example": "payment_intent.succeeded"})
     outcome = fields.String(validate=validate.OneOf([outcome.value for outcome in EventOutcome]))
+
+
+class JobListArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf(["pending", "done", "failed"]))
+
+
+class JobSchema(FlatSchema):
+    """A background job (a row of the outbox): what it is for, how it went."""
+
+    id = fields.Integer(required=True)
+    job = fields.String(required=True, metadata={"example": "auth.send_sign_in_code"})
+    status = fields.String(required=True, validate=validate.OneOf(["pending", "done", "failed"]))
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(required=True, allow_none=True)
+    deadline = fields.DateTime(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+    handed_over_at = fields.DateTime(required=True, allow_none=True)
+    finished_at = fields.DateTime(required=True, allow_none=True)
 
 
 class AllOrdersArgsSchema(OrderListArgsSchema):
@@ -72,3 +91,4 @@ UserPageSchema = page_of(UserSchema)
 PaymentPageSchema = page_of(PaymentSchema)
 PaymentEventPageSchema = page_of(PaymentEventSchema)
 AuditEntryPageSchema = page_of(AuditEntrySchema)
+JobPageSchema = page_of(JobSchema)

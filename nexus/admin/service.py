@@ -12,6 +12,7 @@ from nexus.auth import tokens
 from nexus.database import contains, matches, read
 from nexus.errors import Invalid, NotFound
 from nexus.extensions import db
+from nexus.jobs.outbox import OutboxJob
 from nexus.orders.models import Order
 from nexus.pagination import newest_first, page_of_rows, paginate, rows_where
 from nexus.payments import gateway, webhooks
@@ -167,6 +168,11 @@ def stats() -> dict[str, Any]:
         "orders_by_status": {status: int(count) for status, count in read(ORDERS_BY_STATUS)},
         "revenue": {currency: int(total) for currency, total in read(REVENUE)},
     }
+
+
+def list_jobs(*, limit: int, cursor: str | None = None, **filters: Any) -> dict:
+    """Background jobs newest first, without their payloads (a sign-in job's holds an address)."""
+    return page_of_rows(OutboxJob.__table__, limit=limit, cursor=cursor, **filters)
 
 
 def list_audit_log(*, limit: int, cursor: str | None = None) -> dict:

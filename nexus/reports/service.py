@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Row, bindparam, cast, func, select
+from sqlalchemy import BigInteger, Row, bindparam, cast, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from nexus.database import utcnow
@@ -92,8 +92,11 @@ def sales_params(store_id: int, date_from: date, date_to: date) -> dict[str, Any
 def _chunks_of_sales(store_id: int, date_from: date, date_to: date) -> Iterator[list[Row]]:
     """The store's sales in the range, a chunk at a time, from a server-side cursor in the
     job's own transaction (a second connection would wait on SQLite for the job's own lock)."""
-    streamed = db.session.connection().execution_options(stream_results=True, yield_per=CHUNK_ROWS)
-    with closing(streamed.execute(SALES, sales_params(store_id, date_from, date_to))) as result:
+    streamed = {"stream_results": True, "yield_per": CHUNK_ROWS}  # this statement's, not the connection's
+    result = db.session.connection().execute(
+        SALES, sales_params(store_id, date_from, date_to), execution_options=streamed
+    )
+    with closing(result):
         yield from result.partitions()
 
 
@@ -125,6 +128,7 @@ def _gzipped(pieces: Iterable[str]) -> bytes:
 
 
 BUILD, READY_EMAIL = "reports.build", "reports.email_ready"
+JOB_STATEMENT_TIMEOUT_MS = 4 * 60_000  # within the job's own time limit (nexus.jobs.broker)
 
 
 def create_sales_report(
@@ -152,6 +156,8 @@ def build_report(*, report_id: int) -> None:
     report = db.session.get(UserReportHistory, report_id)
     if report is None or report.status != "pending":
         return
+    if db.session.get_bind().dialect.name == "postgresql":  # a job, not a request: its own time limit
+        db.session.execute(text(f"SET LOCAL statement_timeout = {JOB_STATEMENT_TIMEOUT_MS}"))
     params = report.parameters
     date_from, date_to = date.fromisoformat(params["date_from"]), date.fromisoformat(params["date_to"])
     try:
