@@ -1,5 +1,5 @@
 """The database as the models and services use it: column types (UTC timestamps), the LIKE
-helpers, `read()` for lists, and how pooled connections are kept alive.
+and text-search helpers, `read()` for lists, and how pooled connections are kept alive.
 
 Timestamps are timezone-aware UTC in Python on every database: Postgres stores `timestamptz`,
 SQLite has no zone at all, and `UTCDateTime` hides the difference.
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Engine, Executable, Row, bindparam, event
+from sqlalchemy import ColumnElement, DateTime, Engine, Executable, Row, bindparam, event, func, literal_column
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -76,6 +76,20 @@ def contains(text: str) -> str:
 def matches(column: Any, name: str) -> ColumnElement:
     """`column` holds, in any case, the `contains()` pattern bound as `name`."""
     return column.ilike(bindparam(name), escape="\\")
+
+
+def word_starts(words: Sequence[str]) -> str:
+    """A Postgres text-search query for words starting with each of `words`, its syntax (quotes,
+    `&`, `!`, `:*`) taken literally: bind it to `has_word_starts`. Punctuation in a word is left to
+    the word parser, which drops it ('5%' is '5')."""
+    quoted = ("'" + word.replace("\\", "\\\\").replace("'", "''") + "'" for word in words)
+    return " & ".join(f"{word}:*" for word in quoted)
+
+
+def has_word_starts(words: Any, name: str) -> ColumnElement:
+    """`words` (a tsvector made with the 'simple' configuration) holds a word starting with each
+    of the `word_starts()` query bound as `name`."""
+    return words.bool_op("@@")(func.to_tsquery(literal_column("'simple'"), bindparam(name)))
 
 
 def read(statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:

@@ -87,7 +87,12 @@ class ProductUpdateSchema(Schema):
 
 class ProductListArgsSchema(PageArgsSchema):
     q = TrimmedString(
-        validate=SEARCH, metadata={"description": "Words to find (all of them), each in the name or the description."}
+        validate=SEARCH,
+        metadata={
+            "description": "Words to find (all of them), each in the name or the description, in any case. A word of "
+            "three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a "
+            "word (`tv` finds 'TV stand' and 'tvOS', not 'HDTV'), punctuation in it ignored (`5%` is `5`)."
+        },
     )
     min_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})
     max_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})

@@ -13,12 +13,12 @@ from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from nexus.database import contains, matches, utcnow
+from nexus.database import contains, has_word_starts, matches, utcnow, word_starts
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
 from nexus.money import DEFAULT_CURRENCY, price_problem
 from nexus.pagination import Keyset, newest_first, paginate
-from nexus.stores.models import PRODUCT_ROW, PRODUCT_SEARCH_TEXT, Product, Store
+from nexus.stores.models import PRODUCT_ROW, PRODUCT_SEARCH_TEXT, PRODUCT_SEARCH_WORDS, Product, Store
 from nexus.users.models import User
 
 # Lists read plain rows from the tables, not ORM objects: the catalog is the hot path, and
@@ -50,6 +50,24 @@ def _check_access(viewer: User | None, store: Store, *, public: bool, manage: bo
 def _words(q: str | None) -> dict[str, str]:
     """`q` as one LIKE pattern per word, bound as :q0, :q1, ...: every word must match."""
     return {f"q{n}": contains(word) for n, word in enumerate((q or "").split())}
+
+
+def _too_short_for_trigrams(word: str) -> bool:
+    """pg_trgm finds `%word%` through its index only if the word yields a trigram: three
+    characters, two of them letters or digits ('tv', 'a' and '---' yield none; a GIN scan of
+    the whole index, or of the table, would answer them)."""
+    return len(word) < 3 or sum(character.isalnum() for character in word) < 2
+
+
+def _product_words(q: str | None) -> dict[str, str]:
+    """`q` as the product search binds it: a LIKE pattern per word (:q0, :q1, ...), except that on
+    Postgres the words too short for the trigram index are one word-start query (:word_starts)."""
+    words = (q or "").split()
+    short = [word for word in words if _too_short_for_trigrams(word)]
+    if not short or db.engine.dialect.name != "postgresql":
+        return _words(q)
+    long = {f"q{n}": contains(word) for n, word in enumerate(words) if word not in short}
+    return {**long, "word_starts": word_starts(short)}
 
 
 # --- stores ---------------------------------------------------------------------------
@@ -200,6 +218,7 @@ PRODUCT_FILTERS = {
     "min_price": products.c.price >= bindparam("min_price"),
     "max_price": products.c.price <= bindparam("max_price"),
     "in_stock": products.c.stock > products.c.reserved,  # some available
+    "word_starts": has_word_starts(PRODUCT_SEARCH_WORDS, "word_starts"),  # short words of `q`, on Postgres
 }
 
 
@@ -213,7 +232,7 @@ def _filter_values(
 ) -> dict[str, Any]:
     """The filters a request uses, with the values they bind (in_stock binds none)."""
     values = {"store_id": store_id, "min_price": min_price, "max_price": max_price, "in_stock": in_stock or None}
-    return {**{name: value for name, value in values.items() if value is not None}, **_words(q)}
+    return {**{name: value for name, value in values.items() if value is not None}, **_product_words(q)}
 
 
 @cache
@@ -224,7 +243,7 @@ def _products_query(*, catalog: bool, active_only: bool, filters: frozenset[str]
     if active_only:
         statement = statement.where(products.c.is_active)
     conditions = (
-        PRODUCT_FILTERS[name] if name in PRODUCT_FILTERS else matches(PRODUCT_SEARCH_TEXT, name)
+        PRODUCT_FILTERS[name] if name in PRODUCT_FILTERS else matches(PRODUCT_SEARCH_TEXT, name)  # q0, q1, ...
         for name in sorted(filters)
     )
     return statement.where(*conditions)
