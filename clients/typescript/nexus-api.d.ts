@@ -405,6 +405,7 @@ export interface paths {
                     };
                 };
                 422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                429: components["responses"]["TOO_MANY_REQUESTS"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };
@@ -538,7 +539,7 @@ export interface paths {
                     limit?: number;
                     /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description Words to find (all of them), each in the name or the description. */
+                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word (`tv` finds 'TV stand' and 'tvOS', not 'HDTV'), punctuation in it ignored (`5%` is `5`). */
                     q?: string;
                     /** @description Inclusive. */
                     min_price?: number;
@@ -571,6 +572,7 @@ export interface paths {
                 403: components["responses"]["FORBIDDEN"];
                 404: components["responses"]["NOT_FOUND"];
                 422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                429: components["responses"]["TOO_MANY_REQUESTS"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };
@@ -630,7 +632,7 @@ export interface paths {
                     limit?: number;
                     /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description Words to find (all of them), each in the name or the description. */
+                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word (`tv` finds 'TV stand' and 'tvOS', not 'HDTV'), punctuation in it ignored (`5%` is `5`). */
                     q?: string;
                     /** @description Inclusive. */
                     min_price?: number;
@@ -658,6 +660,7 @@ export interface paths {
                     };
                 };
                 422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                429: components["responses"]["TOO_MANY_REQUESTS"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };
