@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Engine, Executable, Row, bindparam, event, func, literal_column
+from sqlalchemy import ColumnElement, DateTime, Engine, Executable, Row, bindparam, event, literal_column, or_
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -68,9 +68,13 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
 
 
+def _literal(text: str) -> str:
+    return re.sub(r"([\\%_])", r"\\\1", text)
+
+
 def contains(text: str) -> str:
     """A LIKE pattern matching `text` anywhere, its wildcards taken literally: bind it to `matches`."""
-    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+    return "%" + _literal(text) + "%"
 
 
 def matches(column: Any, name: str) -> ColumnElement:
@@ -78,18 +82,23 @@ def matches(column: Any, name: str) -> ColumnElement:
     return column.ilike(bindparam(name), escape="\\")
 
 
-def word_starts(words: Sequence[str]) -> str:
-    """A Postgres text-search query for words starting with each of `words`, its syntax (quotes,
-    `&`, `!`, `:*`) taken literally: bind it to `has_word_starts`. Punctuation in a word is left to
-    the word parser, which drops it ('5%' is '5')."""
-    quoted = ("'" + word.replace("\\", "\\\\").replace("'", "''") + "'" for word in words)
-    return " & ".join(f"{word}:*" for word in quoted)
+def word_start(text: str) -> str:
+    """A LIKE pattern matching text that starts with `text`, its wildcards taken literally: bind
+    it to `starts_a_word`."""
+    return _literal(text) + "%"
 
 
-def has_word_starts(words: Any, name: str) -> ColumnElement:
-    """`words` (a tsvector made with the 'simple' configuration) holds a word starting with each
-    of the `word_starts()` query bound as `name`."""
-    return words.bool_op("@@")(func.to_tsquery(literal_column("'simple'"), bindparam(name)))
+def starts_a_word(column: Any, name: str) -> ColumnElement:
+    """`column` has, in any case, a word starting with the `word_start()` pattern bound as `name`:
+    at its start or after a space.
+
+    Unlike `%tv%`, both patterns yield trigrams (`  t`, ` tv`: pg_trgm pads the start of each
+    word), so a trigram index serves words of one or two letters; and Postgres estimates how
+    many rows they match from the column's statistics, as it does for `%word%`.
+    """
+    pattern = bindparam(name)
+    after_a_space = literal_column("'% '").concat(pattern)
+    return or_(column.ilike(pattern, escape="\\"), column.ilike(after_a_space, escape="\\"))
 
 
 def read(statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:

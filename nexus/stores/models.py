@@ -9,7 +9,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    func,
     literal_column,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
@@ -22,7 +21,7 @@ from nexus.users.models import User
 
 
 def postgres_only(index: Index) -> Index:
-    """An index only Postgres can build (trigram or text-search GIN); other databases search without one."""
+    """An index only Postgres can build (trigram GIN); other databases search without one."""
     index.info["postgres_only"] = True  # migrations/env.py leaves it out when comparing others
     return index.ddl_if(dialect="postgresql")
 
@@ -69,15 +68,6 @@ class Product(Timestamps, db.Model):
                 postgresql_ops={"search_text": "gin_trgm_ops"},
             )
         ),
-        # Words of `q` too short for a trigram (`tv`, `a`): the words of the same text, as
-        # PRODUCT_SEARCH_WORDS (below) makes them, so `word:*` finds the words starting with it.
-        postgres_only(
-            Index(
-                "ix_products_search_words",
-                literal_column("to_tsvector('simple'::regconfig, (name::text || ' '::text) || description)"),
-                postgresql_using="gin",
-            )
-        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -101,11 +91,8 @@ class Product(Timestamps, db.Model):
         return self.stock - self.reserved
 
 
-# What `q` searches in a product: each word of it is `PRODUCT_SEARCH_TEXT ILIKE '%word%'`
-# (on Postgres, words too short for a trigram match word starts in PRODUCT_SEARCH_WORDS instead).
+# What `q` searches in a product: each word of it is `PRODUCT_SEARCH_TEXT ILIKE '%word%'`, or for a
+# word too short for a trigram, `ILIKE 'word%' OR ILIKE '% word%'` (nexus.database.starts_a_word).
 PRODUCT_SEARCH_TEXT = Product.__table__.c.name + literal_column("' '") + Product.__table__.c.description
-# The words of that text on Postgres, lower-cased and otherwise as they are ('simple': no
-# stemming, no stop words): short words of `q` match their starts (nexus.database.starts_a_word).
-PRODUCT_SEARCH_WORDS = func.to_tsvector(literal_column("'simple'"), PRODUCT_SEARCH_TEXT)
 # What a list reads of each product: its columns and what is available of it.
 PRODUCT_ROW = (*Product.__table__.c, Product.available.label("available"))
