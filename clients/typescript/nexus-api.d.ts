@@ -386,7 +386,7 @@ export interface paths {
                     limit?: number;
                     /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description Words the store's name holds (all of them). */
+                    /** @description Words the store's name holds (all of them), in any case: a word of three characters or more anywhere, a shorter one at the start of a word (`tv` finds 'TV House', not 'HDTV'). A word with no letter or digit matches nothing. */
                     q?: string;
                 };
                 header?: never;
@@ -539,7 +539,7 @@ export interface paths {
                     limit?: number;
                     /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word (`tv` finds 'TV stand' and 'tvOS', not 'HDTV'), punctuation in it ignored (`5%` is `5`). */
+                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not 'HDTV'). A word with no letter or digit matches nothing. */
                     q?: string;
                     /** @description Inclusive. */
                     min_price?: number;
@@ -632,7 +632,7 @@ export interface paths {
                     limit?: number;
                     /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word (`tv` finds 'TV stand' and 'tvOS', not 'HDTV'), punctuation in it ignored (`5%` is `5`). */
+                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not 'HDTV'). A word with no letter or digit matches nothing. */
                     q?: string;
                     /** @description Inclusive. */
                     min_price?: number;
