@@ -3,8 +3,8 @@
 Run by `make bench` after `../shared/bench/run.sh --project . --keep-pg`: serves the project
 with gunicorn (2 sync workers, as the harness does) on the harness's Postgres (or
 --database-url), loads each URL below with the harness's `load.sh` (wrk) for a few seconds at 1
-and at 16 connections, and prints one table. Goal: text search (`q`) and `store_id` p50 under
-20 ms.
+and at 16 connections, and prints one table. Goal: text search (`q`, short words such as `tv`
+included) and `store_id` p50 under 20 ms.
 
 usage: python -m bench.catalog_filters [--harness DIR] [--database-url URL] [--seconds S]
 """
@@ -23,6 +23,10 @@ QUERIES = [
     ("q: one word", "q=teapot"),
     ("q: two words", "q=walnut+teapot"),
     ("q: three words", "q=rustic+oak+stool"),
+    ("q: short word zq", "q=zq"),
+    ("q: short word tv", "q=tv"),
+    ("q: common short word", "q=te"),
+    ("q: short + long words", "q=te+walnut"),
     ("store_id", "store_id={store}"),
     ("store_id, price_asc", "store_id={store}&sort=price_asc"),
     ("price_asc", "sort=price_asc"),

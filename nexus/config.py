@@ -97,6 +97,7 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "OTP_MAX_ATTEMPTS": _int(env, "OTP_MAX_ATTEMPTS", 5),
         "OTP_RATE_LIMIT_PER_EMAIL": env.get("OTP_RATE_LIMIT_PER_EMAIL", "").strip() or "5 per hour",
         "OTP_RATE_LIMIT_PER_IP": env.get("OTP_RATE_LIMIT_PER_IP", "").strip() or "30 per hour",
+        "CATALOG_RATE_LIMIT_PER_IP": env.get("CATALOG_RATE_LIMIT_PER_IP", "").strip() or "600 per minute",
         "JWT_ACCESS_TOKEN_EXPIRES_SECONDS": _int(env, "JWT_ACCESS_TOKEN_EXPIRES_SECONDS", 900),
         "JWT_REFRESH_TOKEN_EXPIRES_SECONDS": _int(env, "JWT_REFRESH_TOKEN_EXPIRES_SECONDS", 2592000),
         "ORDER_PAYMENT_TIMEOUT_MINUTES": _int(env, "ORDER_PAYMENT_TIMEOUT_MINUTES", 30),

@@ -1,5 +1,5 @@
 """The database as the models and services use it: column types (UTC timestamps), the LIKE
-helpers, `read()` for lists, and how pooled connections are kept alive.
+and text-search helpers, `read()` for lists, and how pooled connections are kept alive.
 
 Timestamps are timezone-aware UTC in Python on every database: Postgres stores `timestamptz`,
 SQLite has no zone at all, and `UTCDateTime` hides the difference.
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Engine, Executable, Row, bindparam, event
+from sqlalchemy import ColumnElement, DateTime, Engine, Executable, Row, bindparam, event, literal_column, or_
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -68,14 +68,37 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
 
 
+def _literal(text: str) -> str:
+    return re.sub(r"([\\%_])", r"\\\1", text)
+
+
 def contains(text: str) -> str:
     """A LIKE pattern matching `text` anywhere, its wildcards taken literally: bind it to `matches`."""
-    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+    return "%" + _literal(text) + "%"
 
 
 def matches(column: Any, name: str) -> ColumnElement:
     """`column` holds, in any case, the `contains()` pattern bound as `name`."""
     return column.ilike(bindparam(name), escape="\\")
+
+
+def word_start(text: str) -> str:
+    """A LIKE pattern matching text that starts with `text`, its wildcards taken literally: bind
+    it to `starts_a_word`."""
+    return _literal(text) + "%"
+
+
+def starts_a_word(column: Any, name: str) -> ColumnElement:
+    """`column` has, in any case, a word starting with the `word_start()` pattern bound as `name`:
+    at its start or after a space.
+
+    Unlike `%tv%`, both patterns yield trigrams (`  t`, ` tv`: pg_trgm pads the start of each
+    word), so a trigram index serves words of one or two letters; and Postgres estimates how
+    many rows they match from the column's statistics, as it does for `%word%`.
+    """
+    pattern = bindparam(name)
+    after_a_space = literal_column("'% '").concat(pattern)
+    return or_(column.ilike(pattern, escape="\\"), column.ilike(after_a_space, escape="\\"))
 
 
 def read(statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:

@@ -74,10 +74,10 @@ mail = Mail()
 cors = CORS()
 api = Api()
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
-# Only these blueprints have rate limits (sign-in codes, placing orders): every other request skips
-# Flask-Limiter's per-request bookkeeping (a few percent of a catalog page). A filter exempts a
-# request from every limit, so a limit added to another blueprint needs that blueprint here.
-RATE_LIMITED_BLUEPRINTS = frozenset({"auth", "orders"})
+# Only these blueprints have rate limits (sign-in codes, placing orders, the catalog's lists):
+# every other request skips Flask-Limiter's per-request bookkeeping. A filter exempts a request
+# from every limit, so a limit added to another blueprint needs that blueprint here.
+RATE_LIMITED_BLUEPRINTS = frozenset({"auth", "orders", "stores", "products"})
 
 
 @limiter.request_filter

@@ -113,6 +113,69 @@ def test_search_finds_every_word_in_any_order_in_name_or_description(client, ses
     assert ids(client.get(CATALOG, query_string={"q": "teapot stoneware"})) == []
 
 
+def test_a_short_word_finds_products_with_a_word_starting_with_it(client, session):
+    store = StoreFactory()
+    by_name = ProductFactory(store=store, name="TV stand", description="Solid oak")
+    by_description = ProductFactory(store=store, name="Remote", description="Works with tvOS boxes")
+    ProductFactory(store=store, name="Lamp", description="Brass")
+
+    assert ids(client.get(CATALOG, query_string={"q": "tv"})) == [by_description.id, by_name.id]
+    assert ids(client.get(CATALOG, query_string={"q": "Tv"})) == [by_description.id, by_name.id]
+
+
+def test_a_one_letter_word_finds_products_with_a_word_starting_with_it(client, session):
+    store = StoreFactory()
+    brass = ProductFactory(store=store, name="Lamp", description="Brass")
+    boxes = ProductFactory(store=store, name="Remote", description="Fits boxes")
+    ProductFactory(store=store, name="Mug", description="Stoneware")
+
+    assert ids(client.get(CATALOG, query_string={"q": "B"})) == [boxes.id, brass.id]
+
+
+def test_short_and_long_words_must_all_match(client, session):
+    store = StoreFactory()
+    stand = ProductFactory(store=store, name="TV stand", description="Solid oak")
+    ProductFactory(store=store, name="TV mount", description="Steel")
+    ProductFactory(store=store, name="Oak shelf", description="Solid")
+
+    assert ids(client.get(CATALOG, query_string={"q": "oak tv"})) == [stand.id]
+    assert ids(client.get(CATALOG, query_string={"q": "tv so"})) == [stand.id]
+    assert ids(client.get(CATALOG, query_string={"q": "tv oak shelf"})) == []
+
+
+def test_a_short_word_matches_only_at_the_start_of_a_word(client, session):
+    store = StoreFactory()
+    after_a_space = ProductFactory(store=store, name="Wall-mounted TV bracket")
+    ProductFactory(store=store, name="HDTV antenna", description="Not a smart-tv")
+
+    assert ids(client.get(CATALOG, query_string={"q": "tv"})) == [after_a_space.id]
+
+
+@pytest.mark.parametrize("q", ["%", "_", "&", "!!", "---", "mug %"])
+def test_a_word_with_no_letter_or_digit_matches_nothing(client, session, q):
+    ProductFactory(name="Mug", description="50% off & more -- !! _")
+
+    assert ids(client.get(CATALOG, query_string={"q": q})) == []
+
+
+@pytest.mark.parametrize("sort", SORT_KEYS)
+def test_a_short_word_combines_with_the_other_filters_and_each_sort(client, session, sort):
+    store = StoreFactory()
+    stock_and_prices = [(1, 500), (0, 300), (2, 500), (1, 900), (3, 100), (1, 300), (4, 700)]
+    stands = [
+        ProductFactory(store=store, name=f"TV stand {n}", stock=s, price=p) for n, (s, p) in enumerate(stock_and_prices)
+    ]
+    ProductFactory(store=StoreFactory(), name="TV stand", price=500)
+    ProductFactory(store=store, name="Lamp", price=500)
+
+    query = {"q": "tv", "store_id": store.id, "min_price": 300, "max_price": 700, "in_stock": "true", "sort": sort}
+    items = walk(client, CATALOG, limit=2, **query)
+
+    expected = [{"id": p.id, "price": p.price} for p in stands if 300 <= p.price <= 700 and p.stock > 0]
+    assert len(expected) == 4
+    assert [p["id"] for p in items] == [p["id"] for p in sorted(expected, key=SORT_KEYS[sort])]
+
+
 def test_search_takes_at_most_five_words(client):
     response = client.get(CATALOG, query_string={"q": "one two three four five six"})
 
@@ -200,6 +263,16 @@ INDEXED_QUERIES = [
     {"q": "teapot"},
     {"q": "teapot", "sort": "price_asc"},
     {"q": "iron teapot"},
+    # Words of one or two letters: no trigram in `%tv%`, but `tv%` and `% tv%` have two.
+    {"q": "zq"},
+    {"q": "tv"},
+    {"q": "a"},
+    {"q": "te"},
+    {"q": "te", "sort": "price_asc"},
+    {"q": "te", "min_price": 200, "in_stock": "true", "sort": "price_desc"},
+    {"q": "te iron"},
+    {"q": "teapot tv"},
+    {"q": "iron te st"},
 ]
 
 
@@ -207,7 +280,8 @@ INDEXED_QUERIES = [
 def test_every_catalog_query_is_served_by_an_index(client, session, test_engine, statements):
     """On 50,000 products Postgres answers each filter and sort, first page and later ones, from
     an index: no sequential scan of products, no sort of the catalog, and a text search (of a
-    rare word) through the trigram index."""
+    rare word) through the trigram index, words of one or two letters included ('te' starts the
+    50 teapots; 'zq', 'tv' and 'a' start no word there)."""
     store = StoreFactory()
     session.execute(
         text(

@@ -86,6 +86,11 @@ def test_order_limits_default_to_5_open_orders_and_60_an_hour_and_read_the_envir
     assert (chosen["ORDER_MAX_OPEN_PER_BUYER"], chosen["ORDER_RATE_LIMIT_PER_USER"]) == (2, "10 per minute")
 
 
+def test_the_catalog_limit_defaults_to_600_a_minute_per_ip_and_reads_the_environment():
+    assert load_settings({})["CATALOG_RATE_LIMIT_PER_IP"] == "600 per minute"
+    assert load_settings({"CATALOG_RATE_LIMIT_PER_IP": "10 per second"})["CATALOG_RATE_LIMIT_PER_IP"] == "10 per second"
+
+
 def test_time_limits_and_threads_default_to_the_contract_and_read_the_environment():
     defaults = load_settings({})
     chosen = load_settings(

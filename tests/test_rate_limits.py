@@ -1,7 +1,9 @@
-"""Code-sending requests are limited per email and per client IP (429 + Retry-After)."""
+"""Code-sending requests are limited per email and per client IP, the catalog's lists per client IP
+(429 + Retry-After)."""
 
 from nexus import create_app
 from tests.conftest import app_environ
+from tests.factories import ProductFactory, StoreFactory
 
 REGISTER = "/api/v1/auth/register"
 REQUEST = "/api/v1/auth/otp/request"
@@ -71,3 +73,26 @@ def test_only_a_429_of_a_rate_limited_route_carries_retry_after(client):
     assert answered.status_code == 202
     assert answered.headers["X-RateLimit-Limit"]
     assert "Retry-After" not in answered.headers
+
+
+CATALOG_LISTS = ("/api/v1/products", "/api/v1/stores", "/api/v1/stores/{store}/products")
+
+
+def test_the_catalog_lists_share_a_per_ip_budget_from_the_environment(database_url, session):
+    store = StoreFactory()
+    client = create_app(app_environ(database_url, CATALOG_RATE_LIMIT_PER_IP="3 per minute")).test_client()
+
+    for url in CATALOG_LISTS:
+        assert client.get(url.format(store=store.id), **from_ip("203.0.113.7")).status_code == 200
+    for url in CATALOG_LISTS:
+        assert_limited(client.get(url.format(store=store.id), **from_ip("203.0.113.7")))
+
+
+def test_a_catalog_429_spares_other_ips_and_single_products(database_url, session):
+    product = ProductFactory()
+    client = create_app(app_environ(database_url, CATALOG_RATE_LIMIT_PER_IP="1 per minute")).test_client()
+    assert client.get("/api/v1/products", **from_ip("203.0.113.7")).status_code == 200
+    assert_limited(client.get("/api/v1/products", **from_ip("203.0.113.7")))
+
+    assert client.get("/api/v1/products", **from_ip("198.51.100.1")).status_code == 200
+    assert client.get(f"/api/v1/products/{product.id}", **from_ip("203.0.113.7")).status_code == 200

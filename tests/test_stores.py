@@ -162,8 +162,18 @@ def test_the_store_list_searches_names_case_insensitively_and_literally(client, 
 
     assert [s["id"] for s in client.get(f"{STORES}?q=tea").get_json()["items"]] == [tea.id]
     assert [s["id"] for s in client.get(f"{STORES}?q=HOUSE+tea").get_json()["items"]] == [tea.id]
-    assert [s["id"] for s in client.get(f"{STORES}?q=0%25").get_json()["items"]] == [percent.id]
+    assert [s["id"] for s in client.get(f"{STORES}?q=00%25").get_json()["items"]] == [percent.id]
     assert client.get(f"{STORES}?q=_").get_json()["items"] == []
+
+
+def test_the_store_list_finds_a_short_word_at_the_start_of_a_word(client, session):
+    owner = UserFactory()
+    tv = StoreFactory(owner=owner, name="TV House")
+    tvos = StoreFactory(owner=owner, name="Apps for tvOS")
+    StoreFactory(owner=owner, name="HDTV Corner")
+
+    assert [s["id"] for s in client.get(f"{STORES}?q=tv").get_json()["items"]] == [tvos.id, tv.id]
+    assert [s["id"] for s in client.get(f"{STORES}?q=T+house").get_json()["items"]] == [tv.id]
 
 
 def test_the_store_list_pages_through_every_store_once(client, session):

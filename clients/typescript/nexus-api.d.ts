@@ -386,7 +386,7 @@ export interface paths {
                     limit?: number;
                     /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description Words the store's name holds (all of them). */
+                    /** @description Words the store's name holds (all of them), in any case: a word of three characters or more anywhere, a shorter one at the start of a word (`tv` finds 'TV House', not 'HDTV'). A word with no letter or digit matches nothing. */
                     q?: string;
                 };
                 header?: never;
@@ -405,6 +405,7 @@ export interface paths {
                     };
                 };
                 422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                429: components["responses"]["TOO_MANY_REQUESTS"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };
@@ -538,7 +539,7 @@ export interface paths {
                     limit?: number;
                     /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description Words to find (all of them), each in the name or the description. */
+                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not 'HDTV'). A word with no letter or digit matches nothing. */
                     q?: string;
                     /** @description Inclusive. */
                     min_price?: number;
@@ -571,6 +572,7 @@ export interface paths {
                 403: components["responses"]["FORBIDDEN"];
                 404: components["responses"]["NOT_FOUND"];
                 422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                429: components["responses"]["TOO_MANY_REQUESTS"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };
@@ -630,7 +632,7 @@ export interface paths {
                     limit?: number;
                     /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description Words to find (all of them), each in the name or the description. */
+                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not 'HDTV'). A word with no letter or digit matches nothing. */
                     q?: string;
                     /** @description Inclusive. */
                     min_price?: number;
@@ -658,6 +660,7 @@ export interface paths {
                     };
                 };
                 422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                429: components["responses"]["TOO_MANY_REQUESTS"];
                 default: components["responses"]["DEFAULT_ERROR"];
             };
         };
@@ -1820,6 +1823,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Background jobs (emails, reports), newest first; `status=failed`: those that gave up, with why. */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    /** @description `next_cursor` of the previous page. */
+                    cursor?: string;
+                    status?: "pending" | "done" | "failed";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["JobPage"];
+                    };
+                };
+                401: components["responses"]["UNAUTHORIZED"];
+                403: components["responses"]["FORBIDDEN"];
+                422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2249,6 +2297,28 @@ export interface components {
         };
         AuditEntryPage: {
             items: components["schemas"]["AuditEntry"][];
+            /** @description Pass as `cursor` for the next page; null on the last. */
+            next_cursor: string | null;
+        };
+        Job: {
+            id: number;
+            /** @example auth.send_sign_in_code */
+            job: string;
+            /** @enum {string} */
+            status: "pending" | "done" | "failed";
+            attempts: number;
+            last_error: string | null;
+            /** Format: date-time */
+            deadline: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            handed_over_at: string | null;
+            /** Format: date-time */
+            finished_at: string | null;
+        };
+        JobPage: {
+            items: components["schemas"]["Job"][];
             /** @description Pass as `cursor` for the next page; null on the last. */
             next_cursor: string | null;
         };

@@ -91,7 +91,8 @@ class Product(Timestamps, db.Model):
         return self.stock - self.reserved
 
 
-# What `q` searches in a product: each word of it is `PRODUCT_SEARCH_TEXT ILIKE '%word%'`.
+# What `q` searches in a product: each word of it is `PRODUCT_SEARCH_TEXT ILIKE '%word%'`, or for a
+# word too short for a trigram, `ILIKE 'word%' OR ILIKE '% word%'` (nexus.database.starts_a_word).
 PRODUCT_SEARCH_TEXT = Product.__table__.c.name + literal_column("' '") + Product.__table__.c.description
 # What a list reads of each product: its columns and what is available of it.
 PRODUCT_ROW = (*Product.__table__.c, Product.available.label("available"))

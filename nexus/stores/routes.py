@@ -1,8 +1,10 @@
 """`/api/v1/stores` and `/api/v1/products`: open stores, list products, browse the catalog."""
 
+from flask import current_app
 from flask.views import MethodView
 from flask_jwt_extended import get_current_user
 
+from nexus.extensions import limiter
 from nexus.openapi import Blueprint, documents_errors
 from nexus.stores import service
 from nexus.stores.schemas import (
@@ -23,11 +25,17 @@ from nexus.users.permissions import login_optional, login_required
 stores = Blueprint("stores", __name__, url_prefix="/api/v1/stores", description="Stores and their products.")
 products = Blueprint("products", __name__, url_prefix="/api/v1/products", description="The product catalog.")
 
+# The lists anyone may read without signing in (the catalog, stores, a store's products) share
+# one generous budget per client IP: they are what a scraper or a flood of searches would hit.
+catalog_limit = limiter.shared_limit(lambda: current_app.config["CATALOG_RATE_LIMIT_PER_IP"], scope="catalog-ip")
+
 
 @stores.route("")
 class Stores(MethodView):
     @stores.arguments(StoreListArgsSchema(), location="query")
     @stores.response(200, StorePageSchema)
+    @documents_errors(429)
+    @catalog_limit
     def get(self, args):
         """Active stores, newest first."""
         return service.list_stores(**args)
@@ -64,7 +72,8 @@ class StoreProducts(MethodView):
     @login_optional()
     @stores.arguments(StoreProductsArgsSchema(), location="query")
     @stores.response(200, ProductPageSchema)
-    @documents_errors(403, 404)
+    @documents_errors(403, 404, 429)
+    @catalog_limit
     def get(self, args, store_id):
         """A store's active products (all of them for its owner and admins, with include_inactive)."""
         return service.list_store_products(get_current_user(), store_id, **args)
@@ -83,6 +92,8 @@ class StoreProducts(MethodView):
 class Catalog(MethodView):
     @products.arguments(CatalogArgsSchema(), location="query")
     @products.response(200, ProductPageSchema)
+    @documents_errors(429)
+    @catalog_limit
     def get(self, args):
         """The catalog: active products of active stores, filtered and sorted."""
         return service.list_catalog(**args)

@@ -44,7 +44,14 @@ class StoreUpdateSchema(Schema):
 
 
 class StoreListArgsSchema(PageArgsSchema):
-    q = TrimmedString(validate=SEARCH, metadata={"description": "Words the store's name holds (all of them)."})
+    q = TrimmedString(
+        validate=SEARCH,
+        metadata={
+            "description": "Words the store's name holds (all of them), in any case: a word of three characters or "
+            "more anywhere, a shorter one at the start of a word (`tv` finds 'TV House', not 'HDTV'). A word with no "
+            "letter or digit matches nothing."
+        },
+    )
 
 
 class ProductSchema(FlatSchema):
@@ -87,7 +94,13 @@ class ProductUpdateSchema(Schema):
 
 class ProductListArgsSchema(PageArgsSchema):
     q = TrimmedString(
-        validate=SEARCH, metadata={"description": "Words to find (all of them), each in the name or the description."}
+        validate=SEARCH,
+        metadata={
+            "description": "Words to find (all of them), each in the name or the description, in any case. A word of "
+            "three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a "
+            "word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not "
+            "'HDTV'). A word with no letter or digit matches nothing."
+        },
     )
     min_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})
     max_price = fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT), metadata={"description": "Inclusive."})

@@ -9,11 +9,11 @@ import unicodedata
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, false, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
-from nexus.database import contains, matches, utcnow
+from nexus.database import contains, matches, starts_a_word, utcnow, word_start
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
 from nexus.money import DEFAULT_CURRENCY, price_problem
@@ -47,9 +47,33 @@ def _check_access(viewer: User | None, store: Store, *, public: bool, manage: bo
         raise Forbidden("Only the store's owner or an admin may do this.")
 
 
-def _words(q: str | None) -> dict[str, str]:
-    """`q` as one LIKE pattern per word, bound as :q0, :q1, ...: every word must match."""
-    return {f"q{n}": contains(word) for n, word in enumerate((q or "").split())}
+def _too_short_for_trigrams(word: str) -> bool:
+    """pg_trgm finds `%word%` through its index only if the word yields a trigram: three
+    characters, two of them letters or digits (`tv` and `a` yield none; the whole index, or the
+    table, would be read for them)."""
+    return len(word) < 3 or sum(character.isalnum() for character in word) < 2
+
+
+def _words(q: str | None) -> dict[str, Any]:
+    """`q` as LIKE patterns, every word to match: :q0, :q1, ... anywhere; a word too short for a
+    trigram, :w0, :w1, ..., at the start of a word; a word with no letter or digit (no trigram
+    either way) matches nothing."""
+    words: dict[str, Any] = {}
+    for n, word in enumerate((q or "").split()):
+        if not any(character.isalnum() for character in word):
+            words["nothing"] = True
+        elif _too_short_for_trigrams(word):
+            words[f"w{n}"] = word_start(word)
+        else:
+            words[f"q{n}"] = contains(word)
+    return words
+
+
+def _search(column: Any, name: str) -> ColumnElement:
+    """The condition a word of `q` bound as `name` (by `_words`) puts on `column`."""
+    if name == "nothing":
+        return false()
+    return starts_a_word(column, name) if name.startswith("w") else matches(column, name)
 
 
 # --- stores ---------------------------------------------------------------------------
@@ -65,14 +89,14 @@ def get_store_for(viewer: User | None, store_id: int, *, manage: bool = False) -
 
 
 @cache
-def _stores_query(*, words: int) -> Select:
-    return select(*stores.c).where(stores.c.is_active, *(matches(stores.c.name, f"q{n}") for n in range(words)))
+def _stores_query(*, words: frozenset[str]) -> Select:
+    return select(*stores.c).where(stores.c.is_active, *(_search(stores.c.name, name) for name in sorted(words)))
 
 
 def list_stores(*, q: str | None = None, limit: int, cursor: str | None = None) -> dict:
     """Active stores, newest first; with `q`, those whose name holds every word of it."""
     words = _words(q)
-    return paginate(_stores_query(words=len(words)), STORES_NEWEST, limit=limit, cursor=cursor, params=words)
+    return paginate(_stores_query(words=frozenset(words)), STORES_NEWEST, limit=limit, cursor=cursor, params=words)
 
 
 def slugify(name: str) -> str:
@@ -224,7 +248,7 @@ def _products_query(*, catalog: bool, active_only: bool, filters: frozenset[str]
     if active_only:
         statement = statement.where(products.c.is_active)
     conditions = (
-        PRODUCT_FILTERS[name] if name in PRODUCT_FILTERS else matches(PRODUCT_SEARCH_TEXT, name)
+        PRODUCT_FILTERS[name] if name in PRODUCT_FILTERS else _search(PRODUCT_SEARCH_TEXT, name)
         for name in sorted(filters)
     )
     return statement.where(*conditions)
