@@ -51,6 +51,12 @@ def mail_app(database_url: str, port: int, **settings: str):
     return create_app(environ)
 
 
+def timed(call):
+    """`(call(), the seconds it took)`."""
+    started = time.monotonic()
+    return call(), time.monotonic() - started
+
+
 def code_of(message: Message) -> str:
     [code] = [line for line in plain_text(message).splitlines() if line.strip().isdigit()]
     return code
@@ -99,11 +105,12 @@ def test_with_smtp_hung_sign_ins_answer_at_once_and_the_job_gives_up_each_try_wi
     hung = SilentServer()
     try:
         client = mail_app(database_url, hung.port, MAIL_TIMEOUT="1").test_client()
-        started = time.monotonic()
-        answers = [client.post("/api/v1/auth/register", json={"email": f"u{n}@example.com"}) for n in range(4)]
-        answered = time.monotonic() - started
-        assert [answer.status_code for answer in answers] == [202] * 4
-        assert answered < 1.0
+        answers = [
+            timed(lambda n=n: client.post("/api/v1/auth/register", json={"email": f"u{n}@example.com"}))
+            for n in range(4)
+        ]
+        assert [answer.status_code for answer, _ in answers] == [202] * 4
+        assert max(seconds for _, seconds in answers) < 1.0  # none waits for the mail server
         eventually(lambda: session.scalar(select(func.min(OutboxJob.attempts))) >= 1, seconds=10)
     finally:
         hung.close()

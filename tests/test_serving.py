@@ -163,20 +163,26 @@ def test_every_line_the_start_command_writes_is_one_json_object(app, database_ur
 
 
 @pytest.mark.postgres
-def test_a_worker_that_times_out_says_so_in_one_json_line_naming_its_pid(app, database_url, silent_server, tmp_path):
+def test_a_worker_that_times_out_says_so_in_one_json_line_naming_its_pid(
+    database_url, client, owner, buyer, session, silent_server, tmp_path
+):
     # A sync worker serves one request at a time and must report alive between them (gthread
-    # workers report from their own loop while threads wait), so a sign-in whose mail server
+    # workers report from their own loop while threads wait), so a payment start whose Stripe
     # never answers holds it past a 2 s timeout, and gunicorn kills it.
+    store = StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
+    product = ProductFactory(store=store, price=1500, stock=1)
+    order = client.post(
+        "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": product.id, "quantity": 1}]}
+    ).get_json()["id"]
     environ = production_environ(
         database_url,
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=str(silent_server.port),
-        MAIL_USE_TLS="false",
+        STRIPE_API_BASE=silent_server.url,
         GUNICORN_CMD_ARGS="--worker-class sync --threads 1 --workers 1 --timeout 2",
     )
+    bearer = {"Authorization": f"Bearer {access_token_for(environ, database_url, buyer.user['id'])}"}
     served = serve(environ, tmp_path)
     try:
-        answer = served.call("POST", "/api/v1/auth/register", {"email": "ada@example.com"}, timeout=30)
+        answer = served.call("POST", f"/api/v1/orders/{order}/payment", headers=bearer, timeout=30)
         eventually(lambda: sum("Booting worker" in line for line in served.lines()) == 2)  # its replacement
     finally:
         served.stop()

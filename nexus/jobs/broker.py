@@ -16,6 +16,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 from flask import Flask, current_app
+from sqlalchemy.exc import OperationalError
 
 from nexus.extensions import db
 from nexus.jobs import outbox
@@ -122,6 +123,8 @@ def sweep_once(app: Flask) -> None:
         try:
             if swept := outbox.sweep():
                 log.info("swept %s stranded jobs onto the queue", swept)
+        except OperationalError as error:  # the database is away: nothing to hand over until it is back
+            log.warning("sweeping the outbox failed (%s); trying again shortly", type(error).__name__)
         except Exception:
             log.exception("sweeping the outbox failed; trying again shortly")
         finally:
