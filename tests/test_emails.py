@@ -104,14 +104,14 @@ def test_with_smtp_hung_sign_ins_answer_at_once_and_the_job_gives_up_each_try_wi
 ):
     hung = SilentServer()
     try:
-        client = mail_app(database_url, hung.port, MAIL_TIMEOUT="1").test_client()
+        client = mail_app(database_url, hung.port, MAIL_TIMEOUT="3").test_client()
         answers = [
             timed(lambda n=n: client.post("/api/v1/auth/register", json={"email": f"u{n}@example.com"}))
             for n in range(4)
         ]
         assert [answer.status_code for answer, _ in answers] == [202] * 4
         assert max(seconds for _, seconds in answers) < 1.0  # none waits for the mail server
-        eventually(lambda: session.scalar(select(func.min(OutboxJob.attempts))) >= 1, seconds=10)
+        eventually(lambda: session.scalar(select(func.min(OutboxJob.attempts))) >= 1, seconds=20)
     finally:
         hung.close()
     errors = session.scalars(select(OutboxJob.last_error)).all()

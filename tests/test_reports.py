@@ -3,15 +3,17 @@ owner's report history and downloadable only by them (and admins)."""
 
 import csv
 import io
+import uuid
 from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
 from sqlalchemy import text
 
+from nexus import create_app
 from nexus.reports import service as reports
 from nexus.users.models import User
-from tests.conftest import eventually
+from tests.conftest import app_environ, eventually
 from tests.factories import PaymentFactory, ProductFactory, StoreFactory
 from tests.stripe_helpers import deliver, intent_event, refund_event
 from tests.test_catalog import plan_nodes
@@ -325,3 +327,27 @@ def test_the_sales_report_reads_orders_and_their_refunds_through_indexes(client,
     [orders_scan] = scans_of("orders")
     assert orders_scan != "Seq Scan", nodes
     assert scans_of("payments") == ["Index Scan"], nodes
+
+
+def test_its_user_gets_an_email_when_the_report_is_ready(client, owner, teapots, paid, outbox):
+    paid(teapots, march(5))
+
+    report = built_report(client, owner, teapots.store_id, format="csv", **MARCH)
+
+    [ready] = [message for message in outbox if "report" in message.subject]
+    assert ready.subject == f"Your Nexus sales report #{report['id']} is ready"
+    assert ready.recipients == [owner.user["email"]]
+    assert report["download_url"] in ready.body and report["download_url"] in ready.html
+    assert (report["status"], report["error"]) == ("ready", None) and report["finished_at"] is not None
+
+
+def test_a_report_no_worker_has_built_yet_is_pending_and_its_download_a_409(database_url, owner, teapots):
+    queued = {"BROKER_URL": "redis://127.0.0.1:6379/15", "BROKER_NAMESPACE": f"nexus-test-{uuid.uuid4().hex[:8]}"}
+    client = create_app(app_environ(database_url, **queued)).test_client()  # its jobs wait on Redis, unrun
+
+    asked = create_report(client, owner, teapots.store_id, **MARCH)
+
+    assert (asked.status_code, asked.get_json()["status"], asked.get_json()["finished_at"]) == (202, "pending", None)
+    early = download(client, owner, asked.get_json())
+    assert early.status_code == 409
+    assert "still being built" in early.get_json()["message"]

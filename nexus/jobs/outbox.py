@@ -98,8 +98,13 @@ def hand_over(ids: list[int]) -> None:
         except Exception as error:
             log.warning("job %s not handed to the queue (%s); the sweep will", outbox_id, type(error).__name__)
     if sent:
-        with db.engine.begin() as connection:  # outside the committed session, which is done
-            connection.execute(update(OutboxJob).where(OutboxJob.id.in_(sent)).values(handed_over_at=utcnow()))
+        # Outside the committed session, which is done. A row a worker already runs is locked
+        # (maybe for a whole SMTP wait): skip it rather than wait for it; the job notes it itself.
+        free = select(OutboxJob.id).where(OutboxJob.id.in_(sent)).with_for_update(skip_locked=True)
+        with db.engine.begin() as connection:
+            connection.execute(
+                update(OutboxJob).where(OutboxJob.id.in_(free.scalar_subquery())).values(handed_over_at=utcnow())
+            )
 
 
 def sweep() -> int:
@@ -112,7 +117,8 @@ def sweep() -> int:
             OutboxJob.handed_over_at < now - LOST_AFTER,
         ),
     )
-    ids = list(db.session.scalars(stranded.order_by(OutboxJob.id).limit(1000)))
+    locked_skipped = stranded.order_by(OutboxJob.id).limit(1000).with_for_update(skip_locked=True)
+    ids = list(db.session.scalars(locked_skipped))  # a row a worker is running is locked: not stranded
     db.session.rollback()
     if ids:
         hand_over(ids)
@@ -130,6 +136,7 @@ def run(outbox_id: int) -> None:
     if row is None or row.status != PENDING:  # done (a redelivery), failed, or gone
         db.session.rollback()
         return
+    row.handed_over_at = row.handed_over_at or utcnow()  # it reached a worker, whatever noted it
     if row.deadline is not None and utcnow() > row.deadline:
         _fail(row, "past its deadline before it could run")
         db.session.commit()
@@ -145,6 +152,7 @@ def run(outbox_id: int) -> None:
         reason, cause = f"{type(error).__name__}: {error}"[:1000], error
     row = _locked(outbox_id)
     row.attempts += 1
+    row.handed_over_at = row.handed_over_at or utcnow()
     if row.attempts >= MAX_ATTEMPTS or (row.deadline is not None and utcnow() > row.deadline):
         _fail(row, reason)
         db.session.commit()
