@@ -101,10 +101,12 @@ def hand_over(ids: list[int]) -> None:
         # Outside the committed session, which is done. A row a worker already runs is locked
         # (maybe for a whole SMTP wait): skip it rather than wait for it; the job notes it itself.
         free = select(OutboxJob.id).where(OutboxJob.id.in_(sent)).with_for_update(skip_locked=True)
-        with db.engine.begin() as connection:
-            connection.execute(
-                update(OutboxJob).where(OutboxJob.id.in_(free.scalar_subquery())).values(handed_over_at=utcnow())
-            )
+        noted = update(OutboxJob).where(OutboxJob.id.in_(free.scalar_subquery())).values(handed_over_at=utcnow())
+        try:
+            with db.engine.begin() as connection:
+                connection.execute(noted)
+        except Exception as error:  # the change is committed and its jobs queued: at worst the sweep sends again
+            log.warning("noting the hand-over of jobs %s failed (%s)", sent, type(error).__name__)
 
 
 def sweep() -> int:
