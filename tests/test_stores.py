@@ -182,3 +182,40 @@ def test_the_store_list_pages_through_every_store_once(client, session):
     seen = [store["id"] for store in walk(client, STORES, limit=3)]
 
     assert seen == sorted((s.id for s in stores), reverse=True)
+
+
+def set_active(session, user_id: int, active: bool) -> None:
+    session.execute(update(User).where(User.id == user_id).values(is_active=active))
+    session.commit()
+
+
+def test_a_deactivated_sellers_stores_are_off_sale_until_reactivated(client, owner, buyer, admin, teapot, session):
+    store_id, product_id = teapot.store_id, teapot.id
+    public = [
+        "/api/v1/products",
+        STORES,
+        f"{STORES}/{store_id}",
+        f"{STORES}/{store_id}/products",
+        f"/api/v1/products/{product_id}",
+    ]
+    order = {"items": [{"product_id": product_id, "quantity": 1}]}
+    set_active(session, owner.user["id"], False)
+
+    assert client.get("/api/v1/products").get_json()["items"] == []
+    assert client.get(STORES).get_json()["items"] == []
+    for url in public[2:]:
+        assert client.get(url).status_code == 404, url
+        assert client.get(url, headers=buyer.headers).status_code == 404, url
+        assert client.get(url, headers=owner.headers).status_code != 200, url
+        assert client.get(url, headers=admin.headers).status_code == 200, url
+    refused = client.post("/api/v1/orders", headers=buyer.headers, json=order)
+    assert refused.status_code == 422
+    assert "Not for sale" in refused.get_json()["message"]
+
+    set_active(session, owner.user["id"], True)
+
+    assert [item["id"] for item in client.get("/api/v1/products").get_json()["items"]] == [product_id]
+    assert [item["id"] for item in client.get(STORES).get_json()["items"]] == [store_id]
+    for url in public[2:]:
+        assert client.get(url).status_code == 200, url
+    assert client.post("/api/v1/orders", headers=buyer.headers, json=order).status_code == 201

@@ -79,7 +79,8 @@ def _for_sale(buyer: User, quantities: dict[int, int]) -> dict[int, Row]:
     statement = (
         select(Product.id, Product.name, Product.price, Product.currency, Product.store_id, Store.owner_id)
         .join(Store)
-        .where(Product.id.in_(quantities), Product.is_active, Store.is_active)
+        .join(User, User.id == Store.owner_id)
+        .where(Product.id.in_(quantities), Product.is_active, Store.is_active, User.is_active)
     )
     products = {row.id: row for row in db.session.execute(statement)}
     missing = [product_id for product_id in quantities if product_id not in products]

@@ -2,6 +2,8 @@
 
 Visibility has one rule: inactive things (an inactive product, or anything of an inactive
 store) exist only for the store's owner and admins; everyone else gets 404, so ids leak nothing.
+A store whose owner is deactivated is off sale as if inactive (the owner cannot sign in to see
+it either); reactivating the owner puts it back on sale.
 """
 
 import re
@@ -23,7 +25,7 @@ from nexus.users.models import User
 
 # Lists read plain rows from the tables, not ORM objects: the catalog is the hot path, and
 # hydrating objects only to copy their attributes out again costs a third of a request.
-products, stores = Product.__table__, Store.__table__
+products, stores, users = Product.__table__, Store.__table__, User.__table__
 STORES_NEWEST = newest_first(stores)
 PRODUCT_SORTS = {
     "newest": Keyset("newest", (products.c.id,)),
@@ -34,7 +36,16 @@ SKU_TAKEN = "This store already has a product with that sku."
 
 
 def _manages(viewer: User | None, store: Store) -> bool:
-    return viewer is not None and (viewer.is_admin or viewer.id == store.owner_id)
+    return viewer is not None and (viewer.is_admin or (viewer.id == store.owner_id and viewer.is_active))
+
+
+# What puts a store on sale: it is active and so is its owner (the `users` joined on owner_id).
+STORE_ON_SALE = (stores.c.is_active, users.c.is_active)
+
+
+def _with_owner(statement: Select) -> Select:
+    """`statement` (reading stores) joined to the stores' owners, for STORE_ON_SALE."""
+    return statement.join(users, users.c.id == stores.c.owner_id)
 
 
 def _check_access(viewer: User | None, store: Store, *, public: bool, manage: bool, missing: str) -> None:
@@ -81,16 +92,18 @@ def _search(column: Any, name: str) -> ColumnElement:
 
 def get_store_for(viewer: User | None, store_id: int, *, manage: bool = False) -> Store:
     """The store if `viewer` may see it (and change it, with `manage`); else 404 or 403."""
-    store = db.session.get(Store, store_id)
-    if store is None:
+    found = db.session.execute(select(Store, User.is_active).join(Store.owner).where(Store.id == store_id)).first()
+    if found is None:
         raise NotFound("No such store.")
-    _check_access(viewer, store, public=store.is_active, manage=manage, missing="No such store.")
+    store, owner_active = found
+    _check_access(viewer, store, public=store.is_active and owner_active, manage=manage, missing="No such store.")
     return store
 
 
 @cache
 def _stores_query(*, words: frozenset[str]) -> Select:
-    return select(*stores.c).where(stores.c.is_active, *(_search(stores.c.name, name) for name in sorted(words)))
+    statement = _with_owner(select(*stores.c))
+    return statement.where(*STORE_ON_SALE, *(_search(stores.c.name, name) for name in sorted(words)))
 
 
 def list_stores(*, q: str | None = None, limit: int, cursor: str | None = None) -> dict:
@@ -141,11 +154,13 @@ def update_store(store: Store, changes: dict[str, Any]) -> Store:
 
 def get_product_for(viewer: User | None, product_id: int, *, manage: bool = False) -> Product:
     """The product if `viewer` may see it (and change it, with `manage`); else 404 or 403."""
-    found = db.session.execute(select(Product, Store).join(Store).where(Product.id == product_id)).first()
+    found = db.session.execute(
+        select(Product, Store, User.is_active).join(Product.store).join(Store.owner).where(Product.id == product_id)
+    ).first()
     if found is None:
         raise NotFound("No such product.")
-    product, store = found
-    public = product.is_active and store.is_active
+    product, store, owner_active = found
+    public = product.is_active and store.is_active and owner_active
     _check_access(viewer, store, public=public, manage=manage, missing="No such product.")
     return product
 
@@ -244,7 +259,7 @@ def _filter_values(
 def _products_query(*, catalog: bool, active_only: bool, filters: frozenset[str]) -> Select:
     statement = select(*PRODUCT_ROW)
     if catalog:
-        statement = statement.join(stores, stores.c.id == products.c.store_id).where(stores.c.is_active)
+        statement = _with_owner(statement.join(stores, stores.c.id == products.c.store_id)).where(*STORE_ON_SALE)
     if active_only:
         statement = statement.where(products.c.is_active)
     conditions = (
@@ -255,7 +270,7 @@ def _products_query(*, catalog: bool, active_only: bool, filters: frozenset[str]
 
 
 def list_catalog(*, sort: str = "newest", limit: int, cursor: str | None = None, **filters: Any) -> dict:
-    """The public catalog: active products of active stores, filtered, in `sort` order."""
+    """The public catalog: active products of stores on sale, filtered, in `sort` order."""
     values = _filter_values(**filters)
     base = _products_query(catalog=True, active_only=True, filters=frozenset(values))
     return paginate(base, PRODUCT_SORTS[sort], limit=limit, cursor=cursor, params=values)
