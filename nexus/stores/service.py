@@ -6,12 +6,12 @@ A store whose owner is deactivated is off sale as if inactive (the owner cannot 
 it either); reactivating the owner puts it back on sale.
 """
 
-import re
-import unicodedata
+import secrets
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, false, or_, select, update
+from slugify import slugify as transliterate
+from sqlalchemy import ColumnElement, Select, bindparam, false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -113,24 +113,28 @@ def list_stores(*, q: str | None = None, limit: int, cursor: str | None = None) 
 
 
 def slugify(name: str) -> str:
-    """A URL-safe, readable slug: accents dropped, ASCII letters and digits kept, "store" if none."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-") or "store"
+    """A URL-safe, readable ASCII slug: other scripts transliterated (متجر الورد is mtjr-lwrd,
+    Магазин is magazin), accents dropped, "store" if nothing is left."""
+    return transliterate(name, max_length=60, word_boundary=False) or "store"
 
 
-def _free_slug(base: str) -> str:
-    """`base`, or `base-2`, `base-3`, ...: the first no store has."""
-    taken = set(db.session.scalars(select(Store.slug).where(or_(Store.slug == base, Store.slug.like(f"{base}-%")))))
-    if base not in taken:
-        return base
-    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
+SLUG_ATTEMPTS = 5
+SLUG_SUFFIX_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
+
+
+def _slug_candidates(base: str):
+    """`base`, then `base-` and a short random suffix: a taken slug costs a retry, not a read of
+    every slug that starts like it (31^5, 28 million, suffixes make a repeat unlikely)."""
+    yield base
+    for _ in range(SLUG_ATTEMPTS - 1):
+        yield f"{base}-{''.join(secrets.choice(SLUG_SUFFIX_ALPHABET) for _ in range(5))}"
 
 
 def create_store(owner: User, *, name: str, description: str = "", currency: str = DEFAULT_CURRENCY) -> Store:
-    """Open a store owned by `owner`, with a unique slug made from its name."""
-    base = slugify(name)
-    for _ in range(5):  # another store may take the same slug between our read and our insert
-        store = Store(owner_id=owner.id, name=name, description=description, currency=currency, slug=_free_slug(base))
+    """Open a store owned by `owner`, with a unique slug made from its name: the insert itself
+    finds out whether a slug is taken (the unique index refuses it), and tries the next."""
+    for slug in _slug_candidates(slugify(name)):
+        store = Store(owner_id=owner.id, name=name, description=description, currency=currency, slug=slug)
         try:
             with db.session.begin_nested():
                 db.session.add(store)
