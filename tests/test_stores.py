@@ -247,3 +247,33 @@ def test_a_deactivated_sellers_stores_are_off_sale_until_reactivated(client, own
     for url in public[2:]:
         assert client.get(url).status_code == 200, url
     assert client.post("/api/v1/orders", headers=buyer.headers, json=order).status_code == 201
+
+
+MY_STORES = "/api/v1/profile/me/stores"
+
+
+def test_my_stores_lists_the_callers_stores_inactive_included_newest_first_in_pages(client, owner, stranger):
+    mine = [open_store(client, owner, name=f"Mine {n}") for n in range(5)]
+    open_store(client, stranger, name="Theirs")
+    client.patch(f"{STORES}/{mine[1]['id']}", headers=owner.headers, json={"is_active": False})
+
+    first = client.get(MY_STORES, headers=owner.headers, query_string={"limit": 3}).get_json()
+    rest = client.get(
+        MY_STORES, headers=owner.headers, query_string={"limit": 3, "cursor": first["next_cursor"]}
+    ).get_json()
+
+    assert [s["id"] for s in first["items"] + rest["items"]] == [s["id"] for s in reversed(mine)]
+    assert [s["is_active"] for s in first["items"] + rest["items"]] == [True, True, True, False, True]
+    assert rest["next_cursor"] is None
+    assert client.get(MY_STORES).status_code == 401
+
+
+def test_the_store_list_finds_one_store_by_its_slug_if_on_sale(client, owner):
+    shop = open_store(client, owner, name="Corner Shop")
+    open_store(client, owner, name="Corner Shop Two")
+    closed = open_store(client, owner, name="Closed Shop")
+    client.patch(f"{STORES}/{closed['id']}", headers=owner.headers, json={"is_active": False})
+
+    assert client.get(STORES, query_string={"slug": "corner-shop"}).get_json()["items"] == [shop]
+    assert client.get(STORES, query_string={"slug": "closed-shop"}).get_json()["items"] == []
+    assert client.get(STORES, query_string={"slug": "nobody"}).get_json()["items"] == []

@@ -372,6 +372,49 @@ export interface paths {
         };
         trace?: never;
     };
+    "/api/v1/profile/me/stores": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your stores, inactive ones included, newest first. */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    /** @description `next_cursor` of the previous page. */
+                    cursor?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["StorePage"];
+                    };
+                };
+                401: components["responses"]["UNAUTHORIZED"];
+                422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stores": {
         parameters: {
             query?: never;
@@ -388,6 +431,8 @@ export interface paths {
                     cursor?: string;
                     /** @description Words the store's name holds (all of them), in any case: a word of three characters or more anywhere, a shorter one at the start of a word (`tv` finds 'TV House', not 'HDTV'). A word with no letter or digit matches nothing. */
                     q?: string;
+                    /** @description The slug of the one store to find (an empty page if no store on sale has it). */
+                    slug?: string;
                 };
                 header?: never;
                 path?: never;

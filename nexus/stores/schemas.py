@@ -52,6 +52,10 @@ class StoreListArgsSchema(PageArgsSchema):
             "letter or digit matches nothing."
         },
     )
+    slug = fields.String(
+        validate=validate.Length(min=1, max=140),
+        metadata={"description": "The slug of the one store to find (an empty page if no store on sale has it)."},
+    )
 
 
 class ProductSchema(FlatSchema):

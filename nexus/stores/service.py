@@ -19,7 +19,7 @@ from nexus.database import contains, matches, starts_a_word, utcnow, word_start
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
 from nexus.money import DEFAULT_CURRENCY, price_problem
-from nexus.pagination import Keyset, newest_first, paginate
+from nexus.pagination import Keyset, newest_first, paginate, rows_where
 from nexus.stores.models import PRODUCT_ROW, PRODUCT_SEARCH_TEXT, Product, Store
 from nexus.users.models import User
 
@@ -101,15 +101,31 @@ def get_store_for(viewer: User | None, store_id: int, *, manage: bool = False) -
 
 
 @cache
-def _stores_query(*, words: frozenset[str]) -> Select:
-    statement = _with_owner(select(*stores.c))
-    return statement.where(*STORE_ON_SALE, *(_search(stores.c.name, name) for name in sorted(words)))
+def _stores_query(*, words: frozenset[str], by_slug: bool = False) -> Select:
+    statement = _with_owner(select(*stores.c)).where(*STORE_ON_SALE)
+    if by_slug:
+        statement = statement.where(stores.c.slug == bindparam("slug"))
+    return statement.where(*(_search(stores.c.name, name) for name in sorted(words)))
 
 
-def list_stores(*, q: str | None = None, limit: int, cursor: str | None = None) -> dict:
-    """Active stores, newest first; with `q`, those whose name holds every word of it."""
+def list_stores(*, q: str | None = None, slug: str | None = None, limit: int, cursor: str | None = None) -> dict:
+    """Stores on sale, newest first; with `q`, those whose name holds every word of it; with
+    `slug`, the one store of that slug (if on sale)."""
     words = _words(q)
-    return paginate(_stores_query(words=frozenset(words)), STORES_NEWEST, limit=limit, cursor=cursor, params=words)
+    params = {**words, **({"slug": slug} if slug is not None else {})}
+    statement = _stores_query(words=frozenset(words), by_slug=slug is not None)
+    return paginate(statement, STORES_NEWEST, limit=limit, cursor=cursor, params=params)
+
+
+def list_my_stores(owner: User, *, limit: int, cursor: str | None = None) -> dict:
+    """`owner`'s stores, inactive ones included, newest first."""
+    return paginate(
+        rows_where(stores, frozenset({"owner_id"})),
+        STORES_NEWEST,
+        limit=limit,
+        cursor=cursor,
+        params={"owner_id": owner.id},
+    )
 
 
 def slugify(name: str) -> str:
