@@ -6,15 +6,20 @@ HTTP error (our own, werkzeug's, webargs' validation, an unhandled crash) leaves
 """
 
 import logging
+import math
 import sqlite3
+import time
 from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, request
+from flask_limiter import RateLimitExceeded
 from marshmallow import Schema, fields
 from psycopg2 import errorcodes
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+from nexus.extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,33 @@ VALIDATION_MESSAGES = {
 TOO_LARGE = "The request body is larger than 1 MiB."
 
 
+def _in_words(count: int, unit: str) -> str:
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+def _wait_in_words(seconds: float) -> str:
+    """57 minutes, 40 seconds, 3 hours: rounded up, so trying then is never too early."""
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 60:
+        return _in_words(seconds, "second")
+    if seconds <= 90 * 60:
+        return _in_words(math.ceil(seconds / 60), "minute")
+    return _in_words(math.ceil(seconds / 3600), "hour")
+
+
+def _rate_limited_message(error: RateLimitExceeded) -> str:
+    """ "Too many requests: at most 5 per hour; try again in 57 minutes." (the limit's own
+    words, and the wait until its window resets: what `Retry-After` says in seconds)."""
+    item = error.limit.limit
+    unit = item.GRANULARITY.name
+    per = unit if item.multiples == 1 else _in_words(item.multiples, unit)
+    wait = ""
+    current = limiter.current_limit
+    if current is not None:
+        wait = f"; try again in {_wait_in_words(current.reset_at - time.time())}"
+    return f"Too many requests: at most {item.amount} per {per}{wait}."
+
+
 def _http_error(error: HTTPException):
     # webargs' abort() puts validation messages and extra headers in `data`.
     data = getattr(error, "data", None) or {}
@@ -102,6 +134,8 @@ def _http_error(error: HTTPException):
         message = VALIDATION_MESSAGES.get(code, message)
     elif code == 413:
         message = TOO_LARGE
+    elif isinstance(error, RateLimitExceeded):
+        message = _rate_limited_message(error)
     return error_body(code, message, errors), code, headers
 
 

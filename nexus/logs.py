@@ -15,6 +15,16 @@ import orjson
 # "WORKER TIMEOUT (pid:%s)", "Worker (pid:%s) exited with code %s".
 WORKER_PID = re.compile(r"pid: ?%s")
 PLACEHOLDER = re.compile(r"%[sdr]")
+# Terminal colour codes (werkzeug's development server paints its warnings and status codes):
+# a JSON line is read by a log search, not a terminal.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# The development server's own access line, `127.0.0.1 - - [01/Dec/2026 10:00:34] "GET / HTTP/1.1" 200 -`:
+# nexus.access already writes one line per request, with more in it.
+WERKZEUG_ACCESS = re.compile(r'^\S+ - - \[[^\]]*\] "')
+
+
+def _not_werkzeug_access(record: logging.LogRecord) -> bool:
+    return not (record.levelno == logging.INFO and WERKZEUG_ACCESS.match(record.getMessage()))
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": ANSI.sub("", record.getMessage()),
             "pid": record.process,
         }
         entry.update(getattr(record, "fields", {}))
@@ -66,5 +76,9 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(level)
+    # `flask run`: werkzeug's request lines would repeat nexus.access's (its other lines stay).
+    werkzeug = logging.getLogger("werkzeug")
+    if _not_werkzeug_access not in werkzeug.filters:
+        werkzeug.addFilter(_not_werkzeug_access)
     # stripe-python logs whole API responses at DEBUG, client secrets included: never below INFO.
     logging.getLogger("stripe").setLevel(max(logging.getLevelName(level), logging.INFO))

@@ -1,6 +1,8 @@
 """Code-sending requests are limited per email and per client IP, the catalog's lists per client IP
 (429 + Retry-After)."""
 
+import re
+
 from nexus import create_app
 from tests.conftest import app_environ
 from tests.factories import ProductFactory, StoreFactory
@@ -96,3 +98,18 @@ def test_a_catalog_429_spares_other_ips_and_single_products(database_url, sessio
 
     assert client.get("/api/v1/products", **from_ip("198.51.100.1")).status_code == 200
     assert client.get(f"/api/v1/products/{product.id}", **from_ip("203.0.113.7")).status_code == 200
+
+
+def test_a_429_says_in_words_when_to_try_again(client):
+    for _ in range(5):
+        client.post(REGISTER, json={"email": "ada@example.com"})
+
+    response = client.post(REGISTER, json={"email": "ada@example.com"})
+
+    assert_limited(response)
+    message = response.get_json()["message"]
+    assert message.startswith("Too many requests: at most 5 per hour; try again in ")
+    found = re.search(r"; try again in (\d+) (minute|minutes|second|seconds)\.$", message)
+    assert found, message
+    seconds = int(found[1]) * (60 if found[2].startswith("minute") else 1)
+    assert abs(seconds - int(response.headers["Retry-After"])) <= 60

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
-from nexus.admin.models import AdminAuditEntry
+from nexus.audit import AdminAuditEntry, record
 from nexus.auth import tokens
 from nexus.database import contains, matches, read
 from nexus.errors import Invalid, NotFound
@@ -23,20 +23,6 @@ from nexus.users.models import Role, User
 
 log = logging.getLogger(__name__)
 users = User.__table__
-
-
-def record(actor: User, action: str, target: Any, before: dict | None, after: dict | None) -> None:
-    """Add an audit entry for a write by `actor` to the current transaction; `action` is
-    `<target type>.<verb>`, e.g. `user.update`."""
-    entry = AdminAuditEntry(
-        actor_id=actor.id,
-        action=action,
-        target_type=action.partition(".")[0],
-        target_id=target.id,
-        before=before,
-        after=after,
-    )
-    db.session.add(entry)
 
 
 def _snapshot(row: Any, *fields: str) -> dict[str, Any]:

@@ -74,8 +74,9 @@ class OrderStatusChange(MethodView):
     @documents_errors(403, 404, 409)
     def post(self, change, order_id):
         """Move a paid order on (store owner, admin): fulfilled, then shipped, then delivered."""
-        order, roles = service.get_order_for(get_current_user(), order_id)
-        return service.move(order, OrderStatus(change["status"]), roles)
+        user = get_current_user()
+        order, roles = service.get_order_for(user, order_id)
+        return service.move(order, OrderStatus(change["status"]), roles, actor=user)
 
 
 @blp.route("/stores/<id:store_id>/orders")

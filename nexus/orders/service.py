@@ -21,6 +21,7 @@ from sqlalchemy import Row, Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
+from nexus import audit
 from nexus.database import read, utcnow
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
@@ -206,6 +207,9 @@ def _claim(buyer: User, key: str, fingerprint: str) -> IdempotencyKey:
     raise Conflict("Could not claim this Idempotency-Key; retry in a moment.")
 
 
+ORDER_PLACED = ("buyer_id", "store_id", "status", "total", "currency")
+
+
 def place_order(
     buyer: User, *, items: list[dict[str, int]], note: str | None = None, idempotency_key: str | None = None
 ) -> tuple[Order, bool]:
@@ -225,6 +229,7 @@ def place_order(
             return db.session.get(Order, claim.order_id), True
     try:
         order = _place(buyer, quantities, note, claim)
+        audit.record(buyer, "order.place", order, None, audit.snapshot(order, ORDER_PLACED))
         db.session.commit()
     except Exception:
         db.session.rollback()  # nothing stays reserved
@@ -312,14 +317,16 @@ def transition(order: Order, to: S, roles: set[str]) -> None:
         set_committed_value(order, field, value)
 
 
-def move(order: Order, to: S, roles: set[str]) -> Order:
-    """`transition` in a transaction of its own."""
+def move(order: Order, to: S, roles: set[str], *, actor: User | None = None) -> Order:
+    """`transition` in a transaction of its own (audited if `actor` is an admin)."""
+    before = audit.snapshot(order, ["status"])
     try:
         transition(order, to, roles)
     except Conflict:
         db.session.rollback()
         db.session.refresh(order)
         raise Conflict(f"The order is {order.status}; it cannot become {to}.") from None
+    audit.record(actor, "order.move", order, before, audit.snapshot(order, ["status"]))
     db.session.commit()
     return order
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from nexus import audit
 from nexus.database import utcnow
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
 from nexus.extensions import db
@@ -74,6 +75,9 @@ def _cancel_at_stripe(payment: Payment) -> None:
     apply_intent(gateway.cancel_intent(payment.provider_payment_id), P.CANCELED)
 
 
+PAYMENT_STARTED = ("order_id", "status", "amount", "currency", "provider_payment_id")
+
+
 def start_payment(buyer: User, order_id: int) -> tuple[Payment, str, bool]:
     """The order's open payment and its client secret, creating both if there is none:
     `(payment, client_secret, created)`. Never two payable intents for one order, and none for
@@ -117,6 +121,7 @@ def start_payment(buyer: User, order_id: int) -> tuple[Payment, str, bool]:
             db.session.commit()
         raise
     payment.provider_payment_id = intent["id"]
+    audit.record(buyer, "payment.start", payment, None, audit.snapshot(payment, PAYMENT_STARTED))
     db.session.commit()
     return payment, intent["client_secret"], True
 
@@ -128,10 +133,10 @@ def _abandoned(payment: Payment) -> bool:
 def cancel_order(user: User, order_id: int) -> Order:
     """Cancel an unpaid order as its buyer, its store's owner or an admin, with its payment."""
     order, roles = orders.get_order_for(user, order_id)
-    return withdraw(order.id, OrderStatus.CANCELLED, roles)
+    return withdraw(order.id, OrderStatus.CANCELLED, roles, actor=user)
 
 
-def withdraw(order_id: int, to: OrderStatus, roles: set[str]) -> Order:
+def withdraw(order_id: int, to: OrderStatus, roles: set[str], *, actor: User | None = None) -> Order:
     """Cancel or expire an unpaid order, and its payment with it: a payable intent (open or
     declined) is cancelled at Stripe first, so nothing can be paid for an order that is gone.
     While the payment is processing (money moving) or being started the order stays, a 409; if
@@ -147,7 +152,9 @@ def withdraw(order_id: int, to: OrderStatus, roles: set[str]) -> Order:
         payment.status = P.CANCELED.value  # abandoned before it had an intent: nobody holds a secret to pay it
     elif payment is not None:
         _cancel_at_stripe(payment)
+    before = audit.snapshot(order, ["status"])
     orders.transition(order, to, roles)
+    audit.record(actor, "order.cancel", order, before, audit.snapshot(order, ["status"]))
     db.session.commit()
     return order
 

@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import BigInteger, Row, bindparam, cast, func, select, text
 from sqlalchemy.exc import OperationalError
 
+from nexus import audit
 from nexus.database import utcnow
 from nexus.errors import Conflict, NotFound
 from nexus.extensions import db
@@ -131,6 +132,9 @@ BUILD, READY_EMAIL = "reports.build", "reports.email_ready"
 JOB_STATEMENT_TIMEOUT_MS = 4 * 60_000  # within the job's own time limit (nexus.jobs.broker)
 
 
+REPORT_ASKED = ("store_id", "type", "format", "parameters", "status")
+
+
 def create_sales_report(
     user: User, store: Store, *, date_from: date, date_to: date, format: str, type: str
 ) -> UserReportHistory:
@@ -145,6 +149,7 @@ def create_sales_report(
     db.session.add(report)
     db.session.flush()
     outbox.enqueue(BUILD, report_id=report.id)
+    audit.record(user, "report.request", report, None, audit.snapshot(report, REPORT_ASKED))
     db.session.commit()
     return report
 

@@ -64,7 +64,7 @@ class StoreById(MethodView):
     def patch(self, changes, store_id):
         """Rename, describe, open or close your store."""
         store = service.get_store_for(get_current_user(), store_id, manage=True)
-        return service.update_store(store, changes)
+        return service.update_store(get_current_user(), store, changes)
 
 
 @stores.route("/<id:store_id>/products")
@@ -85,7 +85,7 @@ class StoreProducts(MethodView):
     def post(self, fields, store_id):
         """List a product in your store."""
         store = service.get_store_for(get_current_user(), store_id, manage=True)
-        return service.create_product(store, **fields)
+        return service.create_product(get_current_user(), store, **fields)
 
 
 @products.route("")
@@ -115,11 +115,12 @@ class ProductById(MethodView):
     def patch(self, changes, product_id):
         """Change a product of your store."""
         product = service.get_product_for(get_current_user(), product_id, manage=True)
-        return service.update_product(product, changes)
+        return service.update_product(get_current_user(), product, changes)
 
     @login_required()
     @products.response(204)
     @documents_errors(403, 404)
     def delete(self, product_id):
         """Take a product off sale (orders keep their snapshot)."""
-        service.deactivate_product(service.get_product_for(get_current_user(), product_id, manage=True))
+        user = get_current_user()
+        service.deactivate_product(user, service.get_product_for(user, product_id, manage=True))

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, Select, bindparam, false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
+from nexus import audit
 from nexus.database import contains, matches, starts_a_word, utcnow, word_start
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound
 from nexus.extensions import db
@@ -146,6 +147,9 @@ def _slug_candidates(base: str):
         yield f"{base}-{''.join(secrets.choice(SLUG_SUFFIX_ALPHABET) for _ in range(5))}"
 
 
+STORE_CREATED = ("owner_id", "name", "slug", "description", "currency", "is_active")
+
+
 def create_store(owner: User, *, name: str, description: str = "", currency: str = DEFAULT_CURRENCY) -> Store:
     """Open a store owned by `owner`, with a unique slug made from its name: the insert itself
     finds out whether a slug is taken (the unique index refuses it), and tries the next."""
@@ -156,15 +160,18 @@ def create_store(owner: User, *, name: str, description: str = "", currency: str
                 db.session.add(store)
         except IntegrityError:
             continue
+        audit.record(owner, "store.create", store, None, audit.snapshot(store, STORE_CREATED))
         db.session.commit()
         return store
     raise Conflict("Could not give the store a unique slug; try again.")
 
 
-def update_store(store: Store, changes: dict[str, Any]) -> Store:
+def update_store(actor: User, store: Store, changes: dict[str, Any]) -> Store:
     """Change what the owner may change of a store (the schema says what)."""
+    before = audit.snapshot(store, changes)
     for field, value in changes.items():
         setattr(store, field, value)
+    audit.record(actor, "store.update", store, before, audit.snapshot(store, changes))
     db.session.commit()
     return store
 
@@ -202,11 +209,12 @@ def _check_price(price: int | None, currency: str) -> None:
         raise Invalid(problem, errors={"json": {"price": [problem]}})
 
 
-def create_product(store: Store, **fields: Any) -> Product:
+def create_product(actor: User, store: Store, **fields: Any) -> Product:
     """List a product in `store`, in the store's currency."""
     _check_price(fields["price"], store.currency)
     product = Product(store_id=store.id, currency=store.currency, **fields)
     _unique_sku(lambda: db.session.add(product))
+    audit.record(actor, "product.create", product, None, audit.snapshot(product, ["store_id", "currency", *fields]))
     db.session.commit()
     return product
 
@@ -230,9 +238,11 @@ def _recount(product: Product, stock: int) -> None:
         set_committed_value(product, field, value)
 
 
-def update_product(product: Product, changes: dict[str, Any]) -> Product:
+def update_product(actor: User, product: Product, changes: dict[str, Any]) -> Product:
     """Change a product; a sku its store already has is a 409, stock below what orders hold too."""
     _check_price(changes.get("price"), product.currency)
+    changed = list(changes)
+    before = audit.snapshot(product, changed)
     if "stock" in changes:
         _recount(product, changes.pop("stock"))
 
@@ -241,13 +251,16 @@ def update_product(product: Product, changes: dict[str, Any]) -> Product:
             setattr(product, field, value)
 
     _unique_sku(change)
+    audit.record(actor, "product.update", product, before, audit.snapshot(product, changed))
     db.session.commit()
     return product
 
 
-def deactivate_product(product: Product) -> None:
+def deactivate_product(actor: User, product: Product) -> None:
     """Take a product off sale; orders keep their own snapshot of it."""
+    before = audit.snapshot(product, ["is_active"])
     product.is_active = False
+    audit.record(actor, "product.deactivate", product, before, audit.snapshot(product, ["is_active"]))
     db.session.commit()
 
 

@@ -5,6 +5,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from nexus import audit
 from nexus.extensions import db
 from nexus.users.models import Role, User
 
@@ -30,8 +31,10 @@ def get_or_create_user(*, email: str, full_name: str | None = None, phone: str |
 
 def update_profile(user: User, changes: dict[str, Any]) -> User:
     """Apply the fields a person may change about themself."""
+    before = audit.snapshot(user, changes)
     for field, value in changes.items():
         setattr(user, field, value)
+    audit.record(user, "user.profile_update", user, before, audit.snapshot(user, changes))
     db.session.commit()
     return user
 
