@@ -5,8 +5,14 @@ instances and restarts. Access tokens are checked against it on every request. R
 are checked where they are spent, in `rotate_refresh_token`: spending one inserts its jti, and
 the unique constraint makes a second spend (a replay of a rotated or logged-out token) fail,
 which revokes every refresh token of the user by bumping their refresh-token generation.
+
+Deactivating a user kills every token they hold for good: `tokens_valid_after` is set to that
+moment, and a token issued at or before it is refused even once the user is active again.
+Tokens carry their issue time in milliseconds (`iat_ms`): the standard `iat` has whole seconds,
+which cannot tell a token issued just before a deactivation from one issued just after.
 """
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,10 +34,11 @@ REPLAYED = "This refresh token was already used, so every session of this accoun
 def issue_tokens(user: User) -> dict[str, Any]:
     """A new access and refresh token pair for the user."""
     identity = str(user.id)  # PyJWT refuses a non-string subject
+    issued = {"iat_ms": int(time.time() * 1000)}
     return {
-        "access_token": create_access_token(identity=identity),
+        "access_token": create_access_token(identity=identity, additional_claims=issued),
         "refresh_token": create_refresh_token(
-            identity=identity, additional_claims={"gen": user.refresh_token_generation}
+            identity=identity, additional_claims={**issued, "gen": user.refresh_token_generation}
         ),
         "token_type": "Bearer",
         "expires_in": current_app.config["JWT_ACCESS_TOKEN_EXPIRES_SECONDS"],
@@ -47,6 +54,21 @@ def revoke_refresh_tokens(user: User) -> None:
         .values(refresh_token_generation=User.refresh_token_generation + 1)
         .execution_options(synchronize_session="fetch")
     )
+
+
+def revoke_all_tokens(user: User) -> None:
+    """Kill every token `user` holds, access and refresh, even after a reactivation; in the
+    caller's transaction."""
+    user.tokens_valid_after = datetime.now(UTC)
+    revoke_refresh_tokens(user)
+
+
+def _issued_ms(claims: dict[str, Any]) -> int:
+    """When the token was issued, in milliseconds; a token without `iat_ms` counts as issued at
+    the end of its `iat` second (refused if that second could be the deactivation's)."""
+    if isinstance(claims.get("iat_ms"), int):
+        return claims["iat_ms"]
+    return int(claims["iat"]) * 1000 + 999
 
 
 def rotate_refresh_token(user: User, claims: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +130,13 @@ def _is_access_token_revoked(jwt_header: dict, jwt_payload: dict) -> bool:
 def _load_active_user(jwt_header: dict, jwt_payload: dict) -> User | None:
     """The token's user, read from the database on every request: deactivation applies at once."""
     user = db.session.get(User, int(jwt_payload["sub"]))
-    return user if user is not None and user.is_active else None
+    if user is None or not user.is_active:
+        return None
+    if user.tokens_valid_after is not None and _issued_ms(jwt_payload) <= int(
+        user.tokens_valid_after.timestamp() * 1000
+    ):
+        return None  # issued before the user was last deactivated
+    return user
 
 
 def _unauthorized(message: str):
