@@ -4,7 +4,9 @@ Revocation lives in the database (`revoked_tokens`, by jti), so it holds across 
 instances and restarts. Access tokens are checked against it on every request. Refresh tokens
 are checked where they are spent, in `rotate_refresh_token`: spending one inserts its jti, and
 the unique constraint makes a second spend (a replay of a rotated or logged-out token) fail,
-which revokes every refresh token of the user by bumping their refresh-token generation.
+which revokes every refresh token of the user by bumping their refresh-token generation;
+unless it comes within JWT_REFRESH_REUSE_GRACE_SECONDS of the rotation (two tabs refreshing at
+once, a retried request), which gets a fresh pair and revokes nothing.
 
 Deactivating a user kills every token they hold for good: `tokens_valid_after` is set to that
 moment, and a token issued at or before it is refused even once the user is active again.
@@ -13,7 +15,7 @@ which cannot tell a token issued just before a deactivation from one issued just
 """
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt as pyjwt
@@ -24,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from nexus.auth.models import RevokedToken
+from nexus.database import utcnow
 from nexus.errors import Invalid, Unauthorized, error_body
 from nexus.extensions import db
 from nexus.users.models import User
@@ -75,7 +78,7 @@ def rotate_refresh_token(user: User, claims: dict[str, Any]) -> dict[str, Any]:
     """Spend a refresh token for a new pair; spending one twice revokes all the user's refresh tokens."""
     if claims.get("gen") != user.refresh_token_generation:
         raise Unauthorized("This refresh token has been revoked; sign in again.")
-    if not _revoke(claims):
+    if not _revoke(claims, rotated=True) and not _rotated_just_now(claims):
         revoke_refresh_tokens(user)
         db.session.commit()
         raise Unauthorized(REPLAYED)
@@ -104,7 +107,16 @@ def _decode_own_refresh_token(user: User, token: str) -> dict[str, Any]:
     return claims
 
 
-def _revoke(claims: dict[str, Any]) -> bool:
+def _rotated_just_now(claims: dict[str, Any]) -> bool:
+    """Whether this already spent refresh token was rotated (not signed out) within the grace window."""
+    spent = db.session.execute(
+        select(RevokedToken.rotated, RevokedToken.revoked_at).where(RevokedToken.jti == claims["jti"])
+    ).one_or_none()
+    grace = timedelta(seconds=current_app.config["JWT_REFRESH_REUSE_GRACE_SECONDS"])
+    return spent is not None and spent.rotated and utcnow() - spent.revoked_at <= grace
+
+
+def _revoke(claims: dict[str, Any], *, rotated: bool = False) -> bool:
     """Record the token as revoked; False if it already was (the unique jti decides, even in a race)."""
     try:
         with db.session.begin_nested():
@@ -114,6 +126,7 @@ def _revoke(claims: dict[str, Any]) -> bool:
                     token_type=claims["type"],
                     user_id=int(claims["sub"]),
                     expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+                    rotated=rotated,
                 )
             )
         return True
