@@ -22,7 +22,7 @@ import jwt as pyjwt
 from flask import current_app
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nexus.auth.models import RevokedToken
@@ -94,6 +94,15 @@ def sign_out(user: User, access_claims: dict[str, Any], refresh_token: str | Non
     if refresh_claims is not None:
         _revoke(refresh_claims)
     db.session.commit()
+
+
+def prune_revoked_tokens() -> int:
+    """Delete the revoked-token rows of tokens that have expired (refused for that alone now); how many."""
+    pruned = db.session.execute(
+        delete(RevokedToken).where(RevokedToken.expires_at < utcnow()).execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return pruned
 
 
 def _decode_own_refresh_token(user: User, token: str) -> dict[str, Any]:
