@@ -2,12 +2,13 @@
 and every admin write in the audit log."""
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import time_machine
 from sqlalchemy import func, select, update
 
+from nexus.database import utcnow
 from nexus.jobs.outbox import OutboxJob
 from nexus.orders.models import Order
 from tests.conftest import code_in, wait_for_jobs
@@ -111,7 +112,8 @@ def test_a_reactivated_users_old_access_tokens_stay_dead(client, admin, sign_in,
 def test_a_token_issued_in_the_same_second_as_the_deactivation_stays_dead_and_a_new_sign_in_then_works(
     client, admin, sign_in, outbox
 ):
-    second = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
+    # a whole second a minute ahead: the admin's token, issued now, is still good then
+    second = utcnow().replace(microsecond=0) + timedelta(minutes=1)
     ada = sign_in("ada@example.com")
     with time_machine.travel(second + timedelta(milliseconds=100), tick=False):
         before = sign_in("ada@example.com")  # its `iat` is the deactivation's second
