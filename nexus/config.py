@@ -43,6 +43,13 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _not_negative(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or a positive integer, got {value}")
+    return value
+
+
 def _csv(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
@@ -100,6 +107,9 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "CATALOG_RATE_LIMIT_PER_IP": env.get("CATALOG_RATE_LIMIT_PER_IP", "").strip() or "600 per minute",
         "JWT_ACCESS_TOKEN_EXPIRES_SECONDS": _int(env, "JWT_ACCESS_TOKEN_EXPIRES_SECONDS", 900),
         "JWT_REFRESH_TOKEN_EXPIRES_SECONDS": _int(env, "JWT_REFRESH_TOKEN_EXPIRES_SECONDS", 2592000),
+        # A rotated refresh token presented again this soon after its rotation (two tabs refreshing
+        # at once) gets a fresh pair; later, reuse signs the user out everywhere (nexus.auth.tokens).
+        "JWT_REFRESH_REUSE_GRACE_SECONDS": _not_negative(env, "JWT_REFRESH_REUSE_GRACE_SECONDS", 10),
         "ORDER_PAYMENT_TIMEOUT_MINUTES": _int(env, "ORDER_PAYMENT_TIMEOUT_MINUTES", 30),
         "ORDER_MAX_OPEN_PER_BUYER": _int(env, "ORDER_MAX_OPEN_PER_BUYER", 5),
         "ORDER_RATE_LIMIT_PER_USER": env.get("ORDER_RATE_LIMIT_PER_USER", "").strip() or "60 per hour",

@@ -2,10 +2,13 @@
 and every admin write in the audit log."""
 
 import re
+from datetime import timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import func, select, update
 
+from nexus.database import utcnow
 from nexus.jobs.outbox import OutboxJob
 from nexus.orders.models import Order
 from tests.conftest import code_in, wait_for_jobs
@@ -93,6 +96,44 @@ def test_a_reactivated_user_signs_in_again_but_old_refresh_tokens_stay_dead(clie
     client.post("/api/v1/auth/otp/request", json={"email": "ada@example.com"})
     verified = client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code_in(outbox[-1])})
     assert verified.status_code == 200
+
+
+def test_a_reactivated_users_old_access_tokens_stay_dead(client, admin, sign_in, outbox):
+    ada = sign_in("ada@example.com")
+    client.patch(f"{ADMIN}/users/{ada.user['id']}", headers=admin.headers, json={"is_active": False})
+
+    client.patch(f"{ADMIN}/users/{ada.user['id']}", headers=admin.headers, json={"is_active": True})
+
+    assert client.get("/api/v1/profile/me", headers=ada.headers).status_code == 401
+    again = sign_in("ada@example.com")
+    assert client.get("/api/v1/profile/me", headers=again.headers).status_code == 200
+
+
+def test_a_token_issued_in_the_same_second_as_the_deactivation_stays_dead_and_a_new_sign_in_then_works(
+    client, admin, sign_in, outbox
+):
+    # a whole second a minute ahead: the admin's token, issued now, is still good then
+    second = utcnow().replace(microsecond=0) + timedelta(minutes=1)
+    ada = sign_in("ada@example.com")
+    with time_machine.travel(second + timedelta(milliseconds=100), tick=False):
+        before = sign_in("ada@example.com")  # its `iat` is the deactivation's second
+    with time_machine.travel(second + timedelta(milliseconds=500), tick=False):
+        client.patch(f"{ADMIN}/users/{ada.user['id']}", headers=admin.headers, json={"is_active": False})
+    with time_machine.travel(second + timedelta(milliseconds=700), tick=False):
+        client.patch(f"{ADMIN}/users/{ada.user['id']}", headers=admin.headers, json={"is_active": True})
+    with time_machine.travel(second + timedelta(milliseconds=900), tick=False):
+        after = sign_in("ada@example.com")  # the same second again, after the reactivation
+
+        assert client.get("/api/v1/profile/me", headers=before.headers).status_code == 401
+        assert (
+            client.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {before.refresh_token}"}).status_code
+            == 401
+        )
+        assert client.get("/api/v1/profile/me", headers=after.headers).status_code == 200
+        assert (
+            client.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {after.refresh_token}"}).status_code
+            == 200
+        )
 
 
 def test_roles_change_and_take_effect_at_once(client, admin, sign_in):

@@ -2,13 +2,14 @@
 
 from datetime import timedelta
 
+import pytest
 import time_machine
 from sqlalchemy import select, update
 
 from nexus.auth.models import OtpCode
 from nexus.database import utcnow
 from nexus.users.models import User
-from tests.conftest import code_in
+from tests.conftest import all_at_once, code_in
 from tests.factories import UserFactory
 
 REGISTER = "/api/v1/auth/register"
@@ -247,7 +248,8 @@ def test_a_rotated_refresh_token_presented_again_revokes_every_refresh_token(cli
     phone = sign_in("ada@example.com")
     rotated = client.post(REFRESH, headers=bearer(laptop.refresh_token)).get_json()
 
-    replay = client.post(REFRESH, headers=bearer(laptop.refresh_token))
+    with time_machine.travel(utcnow() + timedelta(seconds=11)):  # past the 10 s grace
+        replay = client.post(REFRESH, headers=bearer(laptop.refresh_token))
 
     assert replay.status_code == 401
     assert replay.get_json()["code"] == 401
@@ -255,6 +257,44 @@ def test_a_rotated_refresh_token_presented_again_revokes_every_refresh_token(cli
     assert client.post(REFRESH, headers=bearer(phone.refresh_token)).status_code == 401
     fresh = sign_in("ada@example.com")
     assert client.post(REFRESH, headers=bearer(fresh.refresh_token)).status_code == 200
+
+
+def test_a_rotated_refresh_token_presented_again_within_the_grace_gets_a_fresh_pair_and_revokes_nothing(
+    client, sign_in
+):
+    ada = sign_in("ada@example.com")
+    first = client.post(REFRESH, headers=bearer(ada.refresh_token)).get_json()
+
+    with time_machine.travel(utcnow() + timedelta(seconds=9)):  # the other tab, a little late
+        second = client.post(REFRESH, headers=bearer(ada.refresh_token))
+
+        assert second.status_code == 200, second.get_json()
+        assert second.get_json()["refresh_token"] != first["refresh_token"]
+        for pair in (first, second.get_json()):
+            assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 200
+            assert client.post(REFRESH, headers=bearer(pair["refresh_token"])).status_code == 200
+
+
+def test_a_signed_out_refresh_token_gets_no_grace(client, sign_in):
+    ada = sign_in("ada@example.com")
+    other = sign_in("ada@example.com")
+    client.post(LOGOUT, headers=ada.headers, json={"refresh_token": ada.refresh_token})
+
+    assert client.post(REFRESH, headers=bearer(ada.refresh_token)).status_code == 401
+    assert client.post(REFRESH, headers=bearer(other.refresh_token)).status_code == 401  # reuse: all revoked
+
+
+@pytest.mark.postgres  # concurrent writes: SQLite answers 503 ("database is locked")
+def test_two_tabs_refreshing_at_once_both_get_a_pair_and_stay_signed_in(app, client, sign_in):
+    ada = sign_in("ada@example.com")
+
+    answers = all_at_once(app, [lambda c: c.post(REFRESH, headers=bearer(ada.refresh_token))] * 2)
+
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.get_json() for answer in answers]
+    for answer in answers:
+        pair = answer.get_json()
+        assert client.get(ME, headers=bearer(pair["access_token"])).status_code == 200
+        assert client.post(REFRESH, headers=bearer(pair["refresh_token"])).status_code == 200
 
 
 def test_tokens_only_work_where_their_type_belongs(client, sign_in):

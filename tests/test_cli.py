@@ -1,8 +1,10 @@
-"""`flask --app wsgi users create-admin`."""
+"""`flask --app wsgi users create-admin` and `auth prune-tokens`."""
 
 from sqlalchemy import select
 
+from nexus.auth.models import RevokedToken
 from nexus.users.models import User
+from tests.conftest import run_command
 from tests.factories import UserFactory
 
 
@@ -35,3 +37,15 @@ def test_create_admin_refuses_a_bad_email(app):
 
     assert result.exit_code == 2
     assert "Not a valid email address" in result.output
+
+
+def test_prune_tokens_deletes_revoked_tokens_past_their_expiry_and_says_how_many(app, client, session, sign_in):
+    ada = sign_in("ada@example.com")
+    client.post("/api/v1/auth/logout", headers=ada.headers, json={"refresh_token": ada.refresh_token})
+    assert sorted(session.scalars(select(RevokedToken.token_type))) == ["access", "refresh"]
+
+    assert "pruned 0 revoked tokens" in run_command(app, "auth", "prune-tokens", after_minutes=14)
+    assert "pruned 1 revoked tokens" in run_command(app, "auth", "prune-tokens", after_minutes=16)
+    assert session.scalars(select(RevokedToken.token_type)).all() == ["refresh"]  # it lives 30 days
+    assert "pruned 1 revoked tokens" in run_command(app, "auth", "prune-tokens", after_minutes=31 * 24 * 60)
+    assert session.scalars(select(RevokedToken)).all() == []

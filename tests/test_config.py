@@ -91,6 +91,13 @@ def test_the_catalog_limit_defaults_to_600_a_minute_per_ip_and_reads_the_environ
     assert load_settings({"CATALOG_RATE_LIMIT_PER_IP": "10 per second"})["CATALOG_RATE_LIMIT_PER_IP"] == "10 per second"
 
 
+def test_the_refresh_reuse_grace_defaults_to_10_seconds_reads_the_environment_and_refuses_a_negative():
+    assert load_settings({})["JWT_REFRESH_REUSE_GRACE_SECONDS"] == 10
+    assert load_settings({"JWT_REFRESH_REUSE_GRACE_SECONDS": "0"})["JWT_REFRESH_REUSE_GRACE_SECONDS"] == 0
+    with pytest.raises(ConfigError, match="JWT_REFRESH_REUSE_GRACE_SECONDS"):
+        load_settings({"JWT_REFRESH_REUSE_GRACE_SECONDS": "-1"})
+
+
 def test_time_limits_and_threads_default_to_the_contract_and_read_the_environment():
     defaults = load_settings({})
     chosen = load_settings(

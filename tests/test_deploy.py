@@ -19,6 +19,7 @@ import yaml
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
+from nexus.auth.models import RevokedToken
 from nexus.config import load_settings
 from nexus.database import utcnow
 from nexus.orders.models import Order
@@ -35,6 +36,7 @@ CRONS = {service["startCommand"]: service for service in BLUEPRINT["services"] i
 WORKER = next(service for service in BLUEPRINT["services"] if service["type"] == "worker")
 CRON = CRONS["flask --app wsgi orders expire-stale"]
 RECONCILE = CRONS["flask --app wsgi payments reconcile"]
+PRUNE = CRONS["flask --app wsgi auth prune-tokens"]
 # Stand-ins for what Render fills in: generated secrets, dashboard values, linked resources.
 DASHBOARD_VALUES = {
     "STRIPE_SECRET_KEY": "sk_test_nexus",
@@ -161,18 +163,44 @@ def test_the_pre_deploy_command_migrates_an_empty_database(database_url, tmp_pat
 def test_the_cron_jobs_run_on_schedule():
     assert CRON["schedule"] == "*/5 * * * *"
     assert RECONCILE["schedule"] == "*/10 * * * *"
+    assert PRUNE["name"] == "nexus-prune-tokens"
+    assert PRUNE["schedule"] == "17 3 * * *"  # daily
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     ("cron", "says"),
-    [(CRON, "expired 0 orders unpaid for over 30 minutes"), (RECONCILE, "checked 0 payments")],
+    [
+        (CRON, "expired 0 orders unpaid for over 30 minutes"),
+        (RECONCILE, "checked 0 payments"),
+        (PRUNE, "pruned 0 revoked tokens"),
+    ],
+    ids=["expire", "reconcile", "prune"],
 )
 def test_the_cron_jobs_run_with_their_blueprint_environment(database_url, cron, says):
     result = run_blueprint_command(cron, cron["startCommand"], database_url)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert says in result.stdout
+
+
+@pytest.mark.postgres
+def test_the_prune_cron_with_its_blueprint_environment_deletes_only_expired_revoked_tokens(
+    database_url, client, sign_in, session
+):
+    ada = sign_in("ada@example.com")
+    client.post("/api/v1/auth/logout", headers=ada.headers, json={"refresh_token": ada.refresh_token})
+    session.execute(
+        update(RevokedToken)
+        .where(RevokedToken.token_type == "access")
+        .values(expires_at=utcnow() - timedelta(minutes=1))
+    )
+
+    result = run_blueprint_command(PRUNE, PRUNE["startCommand"], database_url)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pruned 1 revoked tokens past their expiry" in result.stdout
+    assert session.scalars(select(RevokedToken.token_type)).all() == ["refresh"]
 
 
 def paying_order(client, buyer, order: dict, session, *, quiet_for_minutes: int) -> dict:

@@ -55,7 +55,8 @@ def get_user(user_id: int) -> User:
 
 def update_user(actor: User, user_id: int, changes: dict[str, Any]) -> User:
     """Change a user's role or whether they may sign in. Deactivating locks them out at once
-    (every request reads the user) and revokes their refresh tokens; nobody demotes or
+    (every request reads the user) and revokes every token they hold, for good: reactivated,
+    they sign in again; nobody demotes or
     deactivates themself (there must stay an admin to undo it)."""
     user = get_user(user_id)
     if user.id == actor.id and (changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("is_active") is False):
@@ -66,7 +67,7 @@ def update_user(actor: User, user_id: int, changes: dict[str, Any]) -> User:
     for field, value in changes.items():
         setattr(user, field, value)
     if before["is_active"] and not user.is_active:
-        tokens.revoke_refresh_tokens(user)
+        tokens.revoke_all_tokens(user)
     record(actor, "user.update", user, before, _snapshot(user, "role", "is_active"))
     db.session.commit()
     return user

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nexus.database import UTCDateTime, utcnow
@@ -38,3 +38,6 @@ class RevokedToken(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # Spent by a refresh (rather than revoked by a sign-out): presented again within
+    # JWT_REFRESH_REUSE_GRACE_SECONDS it still gets a fresh pair.
+    rotated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())

@@ -4,20 +4,29 @@ Revocation lives in the database (`revoked_tokens`, by jti), so it holds across 
 instances and restarts. Access tokens are checked against it on every request. Refresh tokens
 are checked where they are spent, in `rotate_refresh_token`: spending one inserts its jti, and
 the unique constraint makes a second spend (a replay of a rotated or logged-out token) fail,
-which revokes every refresh token of the user by bumping their refresh-token generation.
+which revokes every refresh token of the user by bumping their refresh-token generation;
+unless it comes within JWT_REFRESH_REUSE_GRACE_SECONDS of the rotation (two tabs refreshing at
+once, a retried request), which gets a fresh pair and revokes nothing.
+
+Deactivating a user kills every token they hold for good: `tokens_valid_after` is set to that
+moment, and a token issued at or before it is refused even once the user is active again.
+Tokens carry their issue time in milliseconds (`iat_ms`): the standard `iat` has whole seconds,
+which cannot tell a token issued just before a deactivation from one issued just after.
 """
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt as pyjwt
 from flask import current_app
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nexus.auth.models import RevokedToken
+from nexus.database import utcnow
 from nexus.errors import Invalid, Unauthorized, error_body
 from nexus.extensions import db
 from nexus.users.models import User
@@ -28,10 +37,11 @@ REPLAYED = "This refresh token was already used, so every session of this accoun
 def issue_tokens(user: User) -> dict[str, Any]:
     """A new access and refresh token pair for the user."""
     identity = str(user.id)  # PyJWT refuses a non-string subject
+    issued = {"iat_ms": int(time.time() * 1000)}
     return {
-        "access_token": create_access_token(identity=identity),
+        "access_token": create_access_token(identity=identity, additional_claims=issued),
         "refresh_token": create_refresh_token(
-            identity=identity, additional_claims={"gen": user.refresh_token_generation}
+            identity=identity, additional_claims={**issued, "gen": user.refresh_token_generation}
         ),
         "token_type": "Bearer",
         "expires_in": current_app.config["JWT_ACCESS_TOKEN_EXPIRES_SECONDS"],
@@ -49,11 +59,26 @@ def revoke_refresh_tokens(user: User) -> None:
     )
 
 
+def revoke_all_tokens(user: User) -> None:
+    """Kill every token `user` holds, access and refresh, even after a reactivation; in the
+    caller's transaction."""
+    user.tokens_valid_after = datetime.now(UTC)
+    revoke_refresh_tokens(user)
+
+
+def _issued_ms(claims: dict[str, Any]) -> int:
+    """When the token was issued, in milliseconds; a token without `iat_ms` counts as issued at
+    the end of its `iat` second (refused if that second could be the deactivation's)."""
+    if isinstance(claims.get("iat_ms"), int):
+        return claims["iat_ms"]
+    return int(claims["iat"]) * 1000 + 999
+
+
 def rotate_refresh_token(user: User, claims: dict[str, Any]) -> dict[str, Any]:
     """Spend a refresh token for a new pair; spending one twice revokes all the user's refresh tokens."""
     if claims.get("gen") != user.refresh_token_generation:
         raise Unauthorized("This refresh token has been revoked; sign in again.")
-    if not _revoke(claims):
+    if not _revoke(claims, rotated=True) and not _rotated_just_now(claims):
         revoke_refresh_tokens(user)
         db.session.commit()
         raise Unauthorized(REPLAYED)
@@ -71,6 +96,15 @@ def sign_out(user: User, access_claims: dict[str, Any], refresh_token: str | Non
     db.session.commit()
 
 
+def prune_revoked_tokens() -> int:
+    """Delete the revoked-token rows of tokens that have expired (refused for that alone now); how many."""
+    pruned = db.session.execute(
+        delete(RevokedToken).where(RevokedToken.expires_at < utcnow()).execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return pruned
+
+
 def _decode_own_refresh_token(user: User, token: str) -> dict[str, Any]:
     try:
         claims = decode_token(token, allow_expired=True)
@@ -82,7 +116,16 @@ def _decode_own_refresh_token(user: User, token: str) -> dict[str, Any]:
     return claims
 
 
-def _revoke(claims: dict[str, Any]) -> bool:
+def _rotated_just_now(claims: dict[str, Any]) -> bool:
+    """Whether this already spent refresh token was rotated (not signed out) within the grace window."""
+    spent = db.session.execute(
+        select(RevokedToken.rotated, RevokedToken.revoked_at).where(RevokedToken.jti == claims["jti"])
+    ).one_or_none()
+    grace = timedelta(seconds=current_app.config["JWT_REFRESH_REUSE_GRACE_SECONDS"])
+    return spent is not None and spent.rotated and utcnow() - spent.revoked_at <= grace
+
+
+def _revoke(claims: dict[str, Any], *, rotated: bool = False) -> bool:
     """Record the token as revoked; False if it already was (the unique jti decides, even in a race)."""
     try:
         with db.session.begin_nested():
@@ -92,6 +135,7 @@ def _revoke(claims: dict[str, Any]) -> bool:
                     token_type=claims["type"],
                     user_id=int(claims["sub"]),
                     expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+                    rotated=rotated,
                 )
             )
         return True
@@ -108,7 +152,13 @@ def _is_access_token_revoked(jwt_header: dict, jwt_payload: dict) -> bool:
 def _load_active_user(jwt_header: dict, jwt_payload: dict) -> User | None:
     """The token's user, read from the database on every request: deactivation applies at once."""
     user = db.session.get(User, int(jwt_payload["sub"]))
-    return user if user is not None and user.is_active else None
+    if user is None or not user.is_active:
+        return None
+    if user.tokens_valid_after is not None and _issued_ms(jwt_payload) <= int(
+        user.tokens_valid_after.timestamp() * 1000
+    ):
+        return None  # issued before the user was last deactivated
+    return user
 
 
 def _unauthorized(message: str):

@@ -1,11 +1,12 @@
 """The `users` table."""
 
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Boolean, CheckConstraint, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nexus.database import Timestamps
+from nexus.database import Timestamps, UTCDateTime
 from nexus.extensions import db
 
 
@@ -28,6 +29,9 @@ class User(Timestamps, db.Model):
     # Refresh tokens carry the generation they were issued in; bumping it revokes them all
     # at once (a rotated refresh token presented again means it was probably stolen).
     refresh_token_generation: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # When the user was last deactivated: tokens issued before it stay dead after a reactivation
+    # (nexus.auth.tokens compares it with the millisecond issue time tokens carry).
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def is_admin(self) -> bool:
