@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
-from nexus.audit import AdminAuditEntry, record
+from nexus.audit import AdminAuditEntry, record, snapshot
 from nexus.auth import tokens
 from nexus.database import contains, matches, read
 from nexus.errors import Invalid, NotFound
@@ -23,10 +23,6 @@ from nexus.users.models import Role, User
 
 log = logging.getLogger(__name__)
 users = User.__table__
-
-
-def _snapshot(row: Any, *fields: str) -> dict[str, Any]:
-    return {field: getattr(row, field) for field in fields}
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -63,12 +59,12 @@ def update_user(actor: User, user_id: int, changes: dict[str, Any]) -> User:
         field = "role" if "role" in changes else "is_active"
         message = "You cannot demote or deactivate yourself; ask another admin."
         raise Invalid(message, errors={"json": {field: [message]}})
-    before = _snapshot(user, "role", "is_active")
+    before = snapshot(user, ("role", "is_active"))
     for field, value in changes.items():
         setattr(user, field, value)
     if before["is_active"] and not user.is_active:
         tokens.revoke_all_tokens(user)
-    record(actor, "user.update", user, before, _snapshot(user, "role", "is_active"))
+    record(actor, "user.update", user, before, snapshot(user, ("role", "is_active")))
     db.session.commit()
     return user
 
@@ -88,7 +84,7 @@ def get_payment(payment_id: int) -> dict[str, Any]:
     events = db.session.scalars(
         select(PaymentEventAudit).where(PaymentEventAudit.payment_id == payment_id).order_by(PaymentEventAudit.id)
     ).all()
-    return {**_snapshot(payment, *Payment.__table__.c.keys()), "events": events}
+    return {**{column.key: getattr(payment, column.key) for column in Payment.__table__.c}, "events": events}
 
 
 def list_payment_events(*, limit: int, cursor: str | None = None, **filters: Any) -> dict:
@@ -100,14 +96,14 @@ def refund(actor: User, payment_id: int, amount: int | None) -> Payment:
     (it holds another state than ours: refunded elsewhere, never paid), the payment is read back
     from Stripe so ours catches up, and the refusal is the answer."""
     payment = payments.locked_payment(payment_id)
-    before = _snapshot(payment, "status", "amount_refunded")
+    before = snapshot(payment, ("status", "amount_refunded"))
     try:
         payments.refund(payment, amount)
     except gateway.StripeRefused:
         db.session.rollback()
         _read_back(payment_id)
         raise
-    record(actor, "payment.refund", payment, before, _snapshot(payment, "status", "amount_refunded"))
+    record(actor, "payment.refund", payment, before, snapshot(payment, ("status", "amount_refunded")))
     db.session.commit()
     return payment
 
@@ -123,10 +119,10 @@ def _read_back(payment_id: int) -> None:
 def replay(actor: User, event_id: int) -> PaymentEventAudit:
     """Apply a recorded event again; the replay and its audit entry commit together."""
     audit = webhooks.locked_event(event_id)
-    before = _snapshot(audit, "outcome", "detail", "replays")
+    before = snapshot(audit, ("outcome", "detail", "replays"))
 
     def audited() -> None:
-        record(actor, "payment_event.replay", audit, before, _snapshot(audit, "outcome", "detail", "replays"))
+        record(actor, "payment_event.replay", audit, before, snapshot(audit, ("outcome", "detail", "replays")))
 
     return webhooks.replay(audit, also=audited)
 

@@ -173,8 +173,3 @@ def _locked(outbox_id: int) -> OutboxJob | None:
 def _fail(row: OutboxJob, reason: str) -> None:
     row.status, row.last_error, row.finished_at = FAILED, reason, utcnow()
     log.error("job %s (%s) failed for good: %s", row.id, row.job, reason)
-
-
-def waiting() -> int:
-    """Jobs not yet done or failed (for metrics and health)."""
-    return db.session.scalar(select(db.func.count()).select_from(OutboxJob).where(OutboxJob.status == PENDING))
