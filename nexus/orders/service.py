@@ -8,6 +8,10 @@ UPDATE on the current status, so a move that releases or ships units happens onl
 
 Transactions follow the one rule written in `nexus.database`: the functions routes, jobs and
 commands call commit; what they call never does.
+
+Domains built on orders (notifications, payouts) hear of each move through the `order_moved` signal,
+sent inside the move's transaction, so what they write (an outbox row, a transfer due) commits
+or rolls back with the move itself; orders import none of them.
 """
 
 import hashlib
@@ -16,6 +20,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
+from blinker import Namespace
 from flask import current_app
 from sqlalchemy import Row, Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +54,10 @@ MOVES: dict[tuple[S, S], set[str]] = {
 RELEASING = {(S.PENDING_PAYMENT, S.CANCELLED), (S.PENDING_PAYMENT, S.EXPIRED), (S.PAID, S.REFUNDED)}
 # The move at which the goods leave the store: off its stock, and no longer held.
 SHIPPING = {(S.PAID, S.FULFILLED)}
+
+# `order_moved.send(order, before=S, after=S, roles=set[str])` after every move, in its transaction;
+# `roles` are those of whoever made it (`{SYSTEM}` for a payment's news or an expiry).
+order_moved = Namespace().signal("order-moved")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 IN_FLIGHT_TIMEOUT = timedelta(minutes=1)  # a claimed key with no order after this was abandoned
@@ -315,6 +324,7 @@ def transition(order: Order, to: S, roles: set[str]) -> None:
         _let_go(order, shipped=(current, to) in SHIPPING)
     for field, value in values.items():  # what the UPDATE wrote, without writing it again
         set_committed_value(order, field, value)
+    order_moved.send(order, before=current, after=to, roles=roles)
 
 
 def move(order: Order, to: S, roles: set[str], *, actor: User | None = None) -> Order:

@@ -7,12 +7,16 @@ twice, late, or by two paths at once changes things once.
 
 Transactions follow the one rule written in `nexus.database`: the functions routes, jobs and
 commands call commit; what they call never does.
+
+Domains built on payments (notifications, payouts) hear of each refund through the `refunded`
+signal, sent inside the transaction that records it; payments import none of them.
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from blinker import Namespace
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -38,6 +42,9 @@ PAYMENT_MOVES: dict[P, set[P]] = {
     P.PARTIALLY_REFUNDED: {P.PARTIALLY_REFUNDED, P.REFUNDED},
 }
 REFUNDABLE = (P.SUCCEEDED, P.PARTIALLY_REFUNDED)
+# `refund_recorded.send(payment, amount=int)` each time more of a payment is refunded (`amount`
+# is what this refund added; `payment.amount_refunded` the new total), in its transaction.
+refund_recorded = Namespace().signal("refund-recorded")
 # A payment still without its PaymentIntent after this was left by a request that died while
 # Stripe was creating it (the intent, if any, was never handed to a buyer).
 STARTING_TIMEOUT = timedelta(minutes=1)
@@ -201,11 +208,14 @@ def apply_refund_total(payment: Payment, refunded: int) -> Applied:
         return Applied(EventOutcome.ANOMALY, f"A refund of a {payment.status} payment.", payment.id)
     if refunded <= payment.amount_refunded:
         return Applied(EventOutcome.DUPLICATE, f"{payment.amount_refunded} is already refunded.", payment.id)
-    payment.amount_refunded = min(refunded, payment.amount)
-    if payment.amount_refunded < payment.amount:
-        payment.status = P.PARTIALLY_REFUNDED.value
+    added = min(refunded, payment.amount) - payment.amount_refunded
+    payment.amount_refunded += added
+    full = payment.amount_refunded == payment.amount
+    payment.status = (P.REFUNDED if full else P.PARTIALLY_REFUNDED).value
+    if added:
+        refund_recorded.send(payment, amount=added)
+    if not full:
         return Applied(EventOutcome.APPLIED, f"{payment.amount_refunded} of {payment.amount} refunded.", payment.id)
-    payment.status = P.REFUNDED.value
     return _settle_order(payment, OrderStatus.REFUNDED)
 
 
