@@ -4,11 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 PORT ?= 5000
+LOCALSTRIPE_PORT ?= 8420
+DEV_LOG ?= instance/dev.log
 
 BENCH_HARNESS ?= ../shared/bench
 BENCH_PRODUCTS ?= 1000000
 
-.PHONY: run test lint format migrate bench clean client
+.PHONY: run dev test lint format migrate bench clean client
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime
 	$(FLASK) db upgrade
 	$(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+## dev: like run, plus localstripe standing in for Stripe on $(LOCALSTRIPE_PORT), its webhook wired to the app; the log (emails too) also in $(DEV_LOG)
+dev: $(VENV)/.dev
+	$(FLASK) db upgrade
+	PORT=$(PORT) LOCALSTRIPE_PORT=$(LOCALSTRIPE_PORT) DEV_LOG=$(DEV_LOG) bin/dev
 
 ## test: install, run the whole suite (Postgres when TEST_DATABASE_URL is set, else SQLite)
 test: $(VENV)/.dev

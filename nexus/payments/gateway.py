@@ -5,10 +5,12 @@ after a timeout) never creates a second intent or refund. A Stripe that cannot b
 fails (its 5xx) becomes `PaymentGatewayError` (502); a request Stripe refuses (its 4xx: a
 payment it cannot refund, an intent it cannot cancel) becomes `StripeRefused` (409) with
 Stripe's reason. Nothing else of Stripe's leaks further in. Secrets Stripe hands out are
-scrubbed from what we keep (`scrubbed`).
+scrubbed from what we keep (`scrubbed`). `pay_with_test_card` does, for development only and
+only at a Stripe stand-in, what Stripe.js does in the buyer's browser.
 """
 
 import logging
+from datetime import UTC, datetime
 from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
@@ -130,6 +132,41 @@ def refund(*, intent_id: str, amount: int, refunded_before: int) -> dict[str, An
     params = {"payment_intent": intent_id, "amount": amount}
     options = {"idempotency_key": f"nexus-refund-{intent_id}-{refunded_before}-{amount}"}
     return _call("refund the payment", lambda: _stripe().v1.refunds.create(params, options))
+
+
+def check_stand_in() -> None:
+    """Refuse (503) unless Stripe is a stand-in (`STRIPE_API_BASE`): test cards are for localstripe."""
+    if not current_app.config["STRIPE_API_BASE"]:
+        raise ServiceUnavailable(
+            "Paying with a test card needs a Stripe stand-in, and STRIPE_API_BASE is not set, so this would be "
+            "real Stripe: point STRIPE_API_BASE at localstripe (make dev does)."
+        )
+
+
+def pay_with_test_card(intent_id: str, card_number: str) -> dict[str, Any]:
+    """What Stripe.js does in the buyer's browser, with a test card number: a card payment
+    method, set on the intent, then confirm; the intent. Only ever at a Stripe stand-in
+    (`STRIPE_API_BASE`, localstripe in development): real Stripe takes no card numbers from a
+    server, and money is never taken by a command."""
+    check_stand_in()
+    card = {"number": card_number, "exp_month": 12, "exp_year": datetime.now(UTC).year + 3, "cvc": "123"}
+    method = _call(
+        "add the test card",
+        lambda: _stripe().v1.payment_methods.create(
+            {"type": "card", "card": card}, {"idempotency_key": f"nexus-test-card-{intent_id}-{card_number}"}
+        ),
+    )
+    key = f"nexus-test-payment-{intent_id}-{method['id']}"
+    _call(
+        "set the test card on the payment",
+        lambda: _stripe().v1.payment_intents.update(
+            intent_id, {"payment_method": method["id"]}, {"idempotency_key": f"{key}-method"}
+        ),
+    )
+    return _call(
+        "confirm the payment",
+        lambda: _stripe().v1.payment_intents.confirm(intent_id, None, {"idempotency_key": f"{key}-confirm"}),
+    )
 
 
 def scrubbed(value: Any) -> Any:

@@ -21,7 +21,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from nexus import audit
-from nexus.database import utcnow
+from nexus.database import read, utcnow
 from nexus.errors import Conflict, Forbidden, Invalid, NotFound, ServiceUnavailable
 from nexus.extensions import db
 from nexus.orders import service as orders
@@ -316,3 +316,45 @@ def events_from_stripe(payment_id: int) -> list[dict[str, Any]]:
         event_id = f"reconcile_{charge['id']}_refunded_{charge['amount_refunded']}"
         events.append({"id": event_id, "type": "charge.refunded", "data": {"object": charge}})
     return events
+
+
+# --- paying in development ----------------------------------------------------------------
+
+
+def payment_to_pay(order_id: int) -> tuple[int, str]:
+    """`(payment id, PaymentIntent id)` of the order's payment a test card may pay now
+    (`payments pay-test`); a NotFound or Conflict saying what to do first when there is none.
+    Read without a transaction: nothing is locked while Stripe is called."""
+    order = read(select(Order.status).where(Order.id == order_id))
+    if not order:
+        raise NotFound(f"There is no order {order_id}.")
+    if order[0].status != OrderStatus.PENDING_PAYMENT:
+        raise Conflict(f"Order {order_id} is {order[0].status}; only an order waiting for payment can be paid.")
+    rows = read(
+        select(Payment.id, Payment.status, Payment.provider_payment_id)
+        .where(Payment.order_id == order_id, Payment.status.in_([status.value for status in PAYABLE]))
+        .order_by(Payment.id.desc())
+        .limit(1)
+    )
+    start = f"POST /api/v1/orders/{order_id}/payment"
+    if not rows:
+        raise Conflict(f"Order {order_id} has no payment to pay yet: its buyer starts one first ({start}).")
+    payment = rows[0]
+    if payment.status == P.FAILED:
+        raise Conflict(
+            f"Order {order_id}'s payment {payment.id} was declined: its buyer asks to pay again ({start} "
+            "starts a new payment), then pay that one."
+        )
+    if payment.status == P.PROCESSING:
+        raise Conflict(f"Order {order_id}'s payment {payment.id} is processing at Stripe; its news will settle it.")
+    if payment.provider_payment_id is None:
+        raise Conflict(BEING_STARTED)
+    return payment.id, payment.provider_payment_id
+
+
+def payment_news(payment_id: int) -> tuple[str, str]:
+    """`(payment status, order status)` as the database has them now (outside any transaction)."""
+    row = read(
+        select(Payment.status, Order.status).join(Order, Order.id == Payment.order_id).where(Payment.id == payment_id)
+    )
+    return row[0][0], row[0][1]
