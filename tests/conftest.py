@@ -40,7 +40,7 @@ from nexus.stores.models import Product
 from nexus.users.models import User
 from tests import factories
 from tests.stripe_connect import StripeConnect
-from tests.stripe_helpers import STRIPE_CONNECT_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET
+from tests.stripe_helpers import STRIPE_CONNECT_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET, register_webhook
 
 
 def app_environ(database_url: str, **overrides: str) -> dict[str, str]:
@@ -387,6 +387,23 @@ def order(client, buyer, teapot) -> dict:
     )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+@pytest.fixture(scope="module")
+def connect_webhooks(localstripe: str, live_server: str, stripe_connect: StripeConnect) -> Iterator[None]:
+    """localstripe and the Connect stand-in deliver their signed events to the app's two webhooks
+    (for a module: `pytestmark = pytest.mark.usefixtures("connect_webhooks")`)."""
+    register_webhook(localstripe, f"{live_server}/api/v1/webhooks/stripe")
+    stripe_connect.webhook_url = f"{live_server}/api/v1/webhooks/stripe-connect"
+    yield
+    stripe_connect.webhook_url = None
+
+
+@pytest.fixture
+def vase(owner, session) -> Product:
+    """A product of the owner's store, in usd: 50.00, 10 in stock (two make the contract's 10000)."""
+    store = factories.StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
+    return factories.ProductFactory(store=store, price=5000, stock=10)
 
 
 @pytest.fixture
