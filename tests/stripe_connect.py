@@ -537,6 +537,11 @@ class StripeConnect:
         with self._lock:
             self._lost[route] += times
 
+    def answer_again(self) -> None:
+        """Stop dropping answers (`lose_answers_to`)."""
+        with self._lock:
+            self._lost.clear()
+
     def _answer_lost(self, method: str, path: str) -> bool:
         with self._lock:
             for route_method, pattern, name, _ in self.routes():
