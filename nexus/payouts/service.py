@@ -59,6 +59,21 @@ def share_of(kept: int, fee_bps: int) -> int:
     return kept - fee_of(kept, fee_bps)
 
 
+def new_transfer(*, store_id: int, order_id: int, currency: str, total: int, refunded: int, fee_bps: int) -> Transfer:
+    """The transfer an order of `total` owes its store when it is delivered, `refunded` of it
+    given back so far: due (pending), or nothing to transfer (canceled)."""
+    transfer = Transfer(
+        store_id=store_id,
+        order_id=order_id,
+        currency=currency,
+        fee_bps=fee_bps,
+        status=T.PENDING.value,
+        amount_reversed=0,
+    )
+    settle(transfer, total - refunded)
+    return transfer
+
+
 def settle(transfer: Transfer, kept: int) -> int:
     """Bring `transfer` to what the buyer now keeps paid of its order: the fee on it and, while
     the transfer is not made, its amount (nothing left: canceled). Returns what is now to be
@@ -216,15 +231,14 @@ def _on_order_moved(order: Order, *, after: OrderStatus, **_: Any) -> None:
     the store's account can take payouts, else waiting for it."""
     if after is not OrderStatus.DELIVERED:
         return
-    transfer = Transfer(
+    transfer = new_transfer(
         store_id=order.store_id,
         order_id=order.id,
         currency=order.currency,
+        total=order.total,
+        refunded=_refunded(order.id),
         fee_bps=current_app.config["PLATFORM_FEE_BPS"],
-        status=T.PENDING.value,
-        amount_reversed=0,
     )
-    settle(transfer, order.total - _refunded(order.id))
     db.session.add(transfer)
     db.session.flush()
     if T(transfer.status) is T.PENDING and _can_receive(order.store_id):
