@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from nexus.jobs.outbox import OutboxJob
 from nexus.payments.models import PaymentEventAudit
 from nexus.payouts.models import PayoutAccount
-from tests.conftest import eventually, wait_for_jobs
+from tests.conftest import all_at_once, eventually, wait_for_jobs
 from tests.factories import StoreFactory
 from tests.payouts_helpers import (
     CONNECT_WEBHOOK,
@@ -432,3 +432,14 @@ def test_transfers_are_listed_newest_first_in_pages_by_store_and_status_for_admi
         "id", "store_id", "order_id", "amount", "fee", "currency", "status", "stripe_transfer_id",
         "amount_reversed", "created_at", "updated_at",
     }  # fmt: skip
+
+
+def test_four_first_onboardings_at_once_open_one_account(app, owner, vase, stripe_connect, session):
+    accounts = len(stripe_connect.accounts)
+    path = f"/api/v1/stores/{vase.store_id}/payouts/onboarding"
+
+    answers = all_at_once(app, [lambda client: client.post(path, headers=owner.headers).status_code] * 4)
+
+    assert answers == [200] * 4
+    assert len(stripe_connect.accounts) == accounts + 1
+    assert session.scalar(select(func.count()).select_from(PayoutAccount)) == 1
