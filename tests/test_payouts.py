@@ -20,8 +20,10 @@ from tests.payouts_helpers import (
     jobs_named,
     onboard,
     opened_account,
+    order_as,
     paid_order,
     payouts,
+    place_order,
     refund,
     start_onboarding,
     transfer_of,
@@ -443,3 +445,27 @@ def test_four_first_onboardings_at_once_open_one_account(app, owner, vase, strip
     assert answers == [200] * 4
     assert len(stripe_connect.accounts) == accounts + 1
     assert session.scalar(select(func.count()).select_from(PayoutAccount)) == 1
+
+
+def test_replaying_a_connect_event_applies_it_through_the_connect_handlers(
+    client, owner, admin, vase, stripe_connect, session
+):
+    onboard(client, owner, vase.store_id)
+    audit = session.scalar(select(PaymentEventAudit).where(PaymentEventAudit.type == "account.updated"))
+
+    response = client.post(f"/api/v1/admin/payment-events/{audit.id}/replay", headers=admin.headers)
+
+    assert response.status_code == 200
+    assert (response.get_json()["outcome"], response.get_json()["replays"]) == ("duplicate", 1)  # not "ignored"
+
+
+def test_a_payment_event_of_a_connected_account_settles_nothing_of_ours(client, buyer, vase, stripe_connect, session):
+    order = place_order(client, buyer, vase)
+    payment = client.post(f"/api/v1/orders/{order['id']}/payment", headers=buyer.headers).get_json()["payment"]
+    intent = {"id": payment["provider_payment_id"], "object": "payment_intent", "amount": 10000, "currency": "usd"}
+    event = stripe_connect.event("payment_intent.succeeded", intent, account="acct_someone")
+
+    answer = deliver_connect(client, stripe_connect, event)
+
+    assert answer.get_json()["outcome"] == "ignored"
+    assert order_as(client, buyer, order)["status"] == "pending_payment"
