@@ -1,4 +1,5 @@
-"""1,400 signed Stripe events and 600 of them again: 2,000 deliveries, shuffled, by 8 senders at once.
+"""1,400 signed Stripe events and 600 of them again: 2,000 deliveries, shuffled, by 8 senders at once;
+then the same for Stripe Connect's webhook with every transfer job delivered twice (bench/payouts.py).
 
 Run by `make bench` on the harness's Postgres (or --database-url): places orders for ~900
 payments, gives each payment a story (paid; processing then paid; failed; paid then refunded in
@@ -115,14 +116,16 @@ def stripe_event(payment: Payment, step: str, n: int, run: str) -> dict:
     return {"id": f"evt_bench_{run}_{payment.id}_{n}", "object": "event", "type": kind, "data": {"object": obj}}
 
 
-def send_all(deliveries: list[dict]) -> tuple[float, list[float], Counter]:
-    """Post every delivery, `SENDERS` at a time; (seconds, latencies in ms, answers by status)."""
+def send_all(
+    deliveries: list[dict], *, path: str = "/api/v1/webhooks/stripe", port: int = PORT
+) -> tuple[float, list[float], Counter]:
+    """Post every delivery to `path`, `SENDERS` at a time; (seconds, latencies in ms, answers by status)."""
     queue, lock = list(reversed(deliveries)), threading.Lock()
     latencies: list[float] = []
     statuses: Counter = Counter()
 
     def sender() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         while True:
             with lock:
                 if not queue:
@@ -131,7 +134,7 @@ def send_all(deliveries: list[dict]) -> tuple[float, list[float], Counter]:
             payload, signature = harness.signed(event)
             started = time.perf_counter()
             headers = {"Stripe-Signature": signature, "Content-Type": "application/json"}
-            connection.request("POST", "/api/v1/webhooks/stripe", payload, headers)
+            connection.request("POST", path, payload, headers)
             response = connection.getresponse()
             response.read()
             with lock:
@@ -207,6 +210,10 @@ def main() -> None:
     print(f"correctness     {verdict}")
     for problem in problems:
         print(f"  - {problem}")
+
+    from bench import payouts  # it builds on this module's sender
+
+    payouts.main(args)
 
 
 if __name__ == "__main__":

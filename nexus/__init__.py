@@ -22,6 +22,7 @@ from nexus.logs import configure_logging
 from nexus.openapi import BodyErrors, init_openapi
 from nexus.orders.routes import blp as orders_blp
 from nexus.payments.routes import blp as payments_blp
+from nexus.payouts.routes import blp as payouts_blp
 from nexus.profile.routes import blp as profile_blp
 from nexus.reports.routes import blp as reports_blp
 from nexus.serialization import OrjsonProvider
@@ -39,6 +40,7 @@ BLUEPRINTS = (
     products_blp,
     orders_blp,
     payments_blp,
+    payouts_blp,
     reports_blp,
     admin_blp,
 )

@@ -50,6 +50,13 @@ def _not_negative(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _within(env: Mapping[str, str], name: str, default: int, low: int, high: int, unit: str) -> int:
+    value = _int(env, name, default)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high} ({unit}), got {value}")
+    return value
+
+
 def _csv(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
@@ -97,6 +104,12 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "STRIPE_SECRET_KEY": env.get("STRIPE_SECRET_KEY") or None,
         "STRIPE_WEBHOOK_SECRET": env.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": env.get("STRIPE_API_BASE") or None,
+        # Seller payouts (Stripe Connect): the Connect webhook's own signing secret, the platform's
+        # fee in basis points of what the buyer kept paid (1000 = 10%), and the frontend Stripe
+        # sends sellers back to after onboarding.
+        "STRIPE_CONNECT_WEBHOOK_SECRET": env.get("STRIPE_CONNECT_WEBHOOK_SECRET") or None,
+        "PLATFORM_FEE_BPS": _within(env, "PLATFORM_FEE_BPS", 1000, 0, 10_000, "basis points: 1000 is 10%"),
+        "FRONTEND_URL": (env.get("FRONTEND_URL", "").strip().rstrip("/") or None),
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "").strip() or "memory://",
         # Prepended to every rate-limit key: deployments (or test runs) sharing one Redis keep apart.
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "").strip(),

@@ -39,7 +39,8 @@ from nexus.extensions import db, limiter, mail
 from nexus.stores.models import Product
 from nexus.users.models import User
 from tests import factories
-from tests.stripe_helpers import STRIPE_WEBHOOK_SECRET
+from tests.stripe_connect import StripeConnect
+from tests.stripe_helpers import STRIPE_CONNECT_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET, register_webhook
 
 
 def app_environ(database_url: str, **overrides: str) -> dict[str, str]:
@@ -197,13 +198,34 @@ def localstripe() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def app(database_url: str, localstripe: str) -> Flask:
+def stripe_connect(localstripe: str) -> Iterator[StripeConnect]:
+    """Stripe Connect's stand-in (tests/stripe_connect.py): the Connect endpoints Nexus calls,
+    every other request passed on to localstripe, so the app's one STRIPE_API_BASE serves both."""
+    stand_in = StripeConnect(webhook_secret=STRIPE_CONNECT_WEBHOOK_SECRET, upstream=localstripe)
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_idempotency_keys(stripe_connect: StripeConnect) -> None:
+    """Each test's empty database hands out the same ids again, so the keys made from them start
+    unknown to "Stripe", as a day later they would be."""
+    stripe_connect.forget_idempotency_keys()
+
+
+FRONTEND_URL = "https://shop.example.com"
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, stripe_connect: StripeConnect) -> Flask:
     app = create_app(
         app_environ(
             database_url,
             STRIPE_SECRET_KEY="sk_test_nexus",
             STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
-            STRIPE_API_BASE=localstripe,
+            STRIPE_CONNECT_WEBHOOK_SECRET=STRIPE_CONNECT_WEBHOOK_SECRET,
+            STRIPE_API_BASE=stripe_connect.url,
+            FRONTEND_URL=FRONTEND_URL,
         )
     )
     with app.app_context():
@@ -365,6 +387,23 @@ def order(client, buyer, teapot) -> dict:
     )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+@pytest.fixture(scope="module")
+def connect_webhooks(localstripe: str, live_server: str, stripe_connect: StripeConnect) -> Iterator[None]:
+    """localstripe and the Connect stand-in deliver their signed events to the app's two webhooks
+    (for a module: `pytestmark = pytest.mark.usefixtures("connect_webhooks")`)."""
+    register_webhook(localstripe, f"{live_server}/api/v1/webhooks/stripe")
+    stripe_connect.webhook_url = f"{live_server}/api/v1/webhooks/stripe-connect"
+    yield
+    stripe_connect.webhook_url = None
+
+
+@pytest.fixture
+def vase(owner, session) -> Product:
+    """A product of the owner's store, in usd: 50.00, 10 in stock (two make the contract's 10000)."""
+    store = factories.StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
+    return factories.ProductFactory(store=store, price=5000, stock=10)
 
 
 @pytest.fixture

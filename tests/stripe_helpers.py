@@ -17,6 +17,7 @@ from werkzeug.test import TestResponse
 from nexus.payments.models import Payment
 
 STRIPE_WEBHOOK_SECRET = "whsec_nexus_tests"
+STRIPE_CONNECT_WEBHOOK_SECRET = "whsec_nexus_connect_tests"  # the Connect endpoint's own
 WEBHOOK = "/api/v1/webhooks/stripe"
 GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000341"
 THREE_D_SECURE_CARD = "4000002760003184"  # always asks the buyer to authenticate

@@ -9,7 +9,8 @@ from sqlalchemy import select, update
 
 from nexus.audit import AdminAuditEntry
 from nexus.orders.models import Order
-from tests.factories import ProductFactory
+from nexus.users.models import User
+from tests.factories import ProductFactory, StoreFactory
 from tests.stripe_helpers import deliver, intent_event, pay_at_stripe
 
 WRITES = {"POST", "PATCH", "PUT", "DELETE"}
@@ -21,6 +22,7 @@ NOT_ADMIN_WRITES = {
     ("POST", "/api/v1/auth/refresh"): "a session's own token rotation, not a change to anyone's data",
     ("POST", "/api/v1/auth/logout"): "a session ending itself, not a change to anyone's data",
     ("POST", "/api/v1/webhooks/stripe"): "Stripe's signed events, made by no user",
+    ("POST", "/api/v1/webhooks/stripe-connect"): "Stripe Connect's signed events, made by no user",
 }
 
 
@@ -45,7 +47,8 @@ def entries(session) -> list[AdminAuditEntry]:
 @pytest.fixture
 def scene(client, admin, buyer, teapot, order, localstripe, session):
     """What each write acts on: the owner's store and teapot, the buyer's unpaid order and a paid
-    one, the admin's own paid order (its payment succeeded at Stripe) and its Stripe event."""
+    one, the admin's own paid order (its payment succeeded at Stripe) and its Stripe event, and
+    a store of the admin's own (whose payouts only its owner sets up)."""
     placed = client.post(
         "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": teapot.id, "quantity": 1}]}
     )
@@ -62,7 +65,9 @@ def scene(client, admin, buyer, teapot, order, localstripe, session):
     assert deliver(client, intent_event(payment, "succeeded", event_id="evt_admin_paid")).status_code == 200
     event_id = client.get("/api/v1/admin/payment-events", headers=admin.headers).get_json()["items"][0]["id"]
     spare = ProductFactory(store=teapot.store, price=900, stock=3)
+    own = StoreFactory(owner=session.get(User, admin.user["id"]), currency="usd")
     return {
+        "own_store": own.id,
         "store": teapot.store_id,
         "product": teapot.id,
         "spare": spare.id,
@@ -94,6 +99,10 @@ def test_every_admin_write_through_any_endpoint_lands_in_the_audit_log(app, clie
         ),
         ("PATCH", "/api/v1/products/{product_id}"): (f"/api/v1/products/{scene['product']}", {"price": 1700}),
         ("DELETE", "/api/v1/products/{product_id}"): (f"/api/v1/products/{other.id}", None),
+        ("POST", "/api/v1/stores/{store_id}/payouts/onboarding"): (
+            f"/api/v1/stores/{scene['own_store']}/payouts/onboarding",
+            None,
+        ),
         ("POST", "/api/v1/stores/{store_id}/reports"): (
             f"/api/v1/stores/{scene['store']}/reports",
             {"type": "sales", "date_from": "2026-03-01", "date_to": "2026-03-31"},

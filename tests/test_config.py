@@ -117,9 +117,34 @@ def test_time_limits_and_threads_default_to_the_contract_and_read_the_environmen
         assert "-c statement_timeout=250" in options["connect_args"]["options"]
 
 
+def test_payouts_default_to_a_10_percent_fee_and_read_the_environment():
+    defaults = load_settings({})
+    chosen = load_settings(
+        {"PLATFORM_FEE_BPS": "250", "FRONTEND_URL": "https://shop.example.com/", "STRIPE_CONNECT_WEBHOOK_SECRET": "w"}
+    )
+
+    assert (defaults["PLATFORM_FEE_BPS"], defaults["FRONTEND_URL"], defaults["STRIPE_CONNECT_WEBHOOK_SECRET"]) == (
+        1000,
+        None,
+        None,
+    )
+    assert (chosen["PLATFORM_FEE_BPS"], chosen["FRONTEND_URL"], chosen["STRIPE_CONNECT_WEBHOOK_SECRET"]) == (
+        250,
+        "https://shop.example.com",
+        "w",
+    )
+
+
 @pytest.mark.parametrize(
     "environ",
-    [{"ENVIRONMENT": "staging"}, {"OTP_TTL_SECONDS": "ten"}, {"WEB_THREADS": "0"}, {"MAIL_TIMEOUT": "-1"}],
+    [
+        {"ENVIRONMENT": "staging"},
+        {"OTP_TTL_SECONDS": "ten"},
+        {"WEB_THREADS": "0"},
+        {"MAIL_TIMEOUT": "-1"},
+        {"PLATFORM_FEE_BPS": "10001"},
+        {"PLATFORM_FEE_BPS": "-1"},
+    ],
 )
 def test_malformed_settings_are_refused_by_name(environ):
     with pytest.raises(ConfigError, match=next(iter(environ))):

@@ -26,6 +26,7 @@ from nexus.orders.models import Order
 from nexus.payments import gateway
 from nexus.payments.models import Payment
 from tests.conftest import eventually, free_port
+from tests.payouts_helpers import opened_account, place_order
 from tests.stripe_helpers import DownWebhook, intent_at_stripe, pay_at_stripe, register_webhook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ WORKER = next(service for service in BLUEPRINT["services"] if service["type"] ==
 CRON = CRONS["flask --app wsgi orders expire-stale"]
 RECONCILE = CRONS["flask --app wsgi payments reconcile"]
 PRUNE = CRONS["flask --app wsgi auth prune-tokens"]
+PAYOUTS = CRONS["flask --app wsgi payouts reconcile"]
 # Stand-ins for what Render fills in: generated secrets, dashboard values, linked resources.
 DASHBOARD_VALUES = {
     "STRIPE_SECRET_KEY": "sk_test_nexus",
@@ -165,6 +167,7 @@ def test_the_cron_jobs_run_on_schedule():
     assert RECONCILE["schedule"] == "*/10 * * * *"
     assert PRUNE["name"] == "nexus-prune-tokens"
     assert PRUNE["schedule"] == "17 3 * * *"  # daily
+    assert (PAYOUTS["name"], PAYOUTS["schedule"]) == ("nexus-payouts-reconcile", "23 * * * *")  # hourly
 
 
 @pytest.mark.postgres
@@ -174,8 +177,9 @@ def test_the_cron_jobs_run_on_schedule():
         (CRON, "expired 0 orders unpaid for over 30 minutes"),
         (RECONCILE, "checked 0 payments"),
         (PRUNE, "pruned 0 revoked tokens"),
+        (PAYOUTS, "checked 0 transfers due"),
     ],
-    ids=["expire", "reconcile", "prune"],
+    ids=["expire", "reconcile", "prune", "payouts"],
 )
 def test_the_cron_jobs_run_with_their_blueprint_environment(database_url, cron, says):
     result = run_blueprint_command(cron, cron["startCommand"], database_url)
@@ -260,3 +264,21 @@ def test_a_cron_that_cannot_reach_stripe_logs_each_item_goes_on_and_exits_1(
     assert "1 could not be" in result.stdout
     logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any(entry["level"] == "ERROR" and "Stripe could not be reached" in entry["message"] for entry in logged)
+
+
+@pytest.mark.postgres
+def test_the_payouts_cron_with_its_blueprint_environment_makes_a_transfer_whose_account_news_was_lost(
+    database_url, stripe_connect, client, owner, buyer, vase, session
+):
+    account_id = opened_account(client, owner, vase.store_id, session)
+    order = place_order(client, buyer, vase)
+    session.execute(update(Order).where(Order.id == order["id"]).values(status="shipped"))  # paid, and on its way
+    moved = client.post(f"/api/v1/orders/{order['id']}/status", headers=owner.headers, json={"status": "delivered"})
+    assert moved.status_code == 200, moved.get_json()
+    stripe_connect.finish_onboarding(account_id)  # its account.updated never came
+
+    result = run_blueprint_command(PAYOUTS, PAYOUTS["startCommand"], database_url, stripe=stripe_connect.url)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"account {account_id}: applied" in result.stdout
+    assert [t["amount"] for t in stripe_connect.transfers_to(account_id)] == [9000]

@@ -32,3 +32,9 @@ def test_no_two_domains_import_each_other_even_through_others():
 def test_payments_orchestrate_orders_and_orders_know_nothing_of_payments():
     assert "orders" in imported_domains("payments")
     assert "payments" not in imported_domains("orders")
+
+
+def test_payouts_build_on_orders_payments_stores_and_jobs_and_none_of_them_knows_payouts():
+    assert {"orders", "payments", "stores", "jobs"} <= imported_domains("payouts")
+    for lower in ("orders", "payments", "stores", "jobs"):
+        assert "payouts" not in imported_domains(lower), lower

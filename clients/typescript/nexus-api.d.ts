@@ -1194,6 +1194,195 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/stores/{store_id}/payouts/onboarding": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Set up your store's payouts: a link to Stripe's onboarding (the account opens on the first call). */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    store_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["OnboardingLink"];
+                    };
+                };
+                401: components["responses"]["UNAUTHORIZED"];
+                403: components["responses"]["FORBIDDEN"];
+                404: components["responses"]["NOT_FOUND"];
+                409: components["responses"]["CONFLICT"];
+                502: components["responses"]["BAD_GATEWAY"];
+                503: components["responses"]["SERVICE_UNAVAILABLE"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/stores/{store_id}/payouts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        /** Your store's payout account and what is pending, transferred and reversed (owner, admins). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    store_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Payouts"];
+                    };
+                };
+                401: components["responses"]["UNAUTHORIZED"];
+                403: components["responses"]["FORBIDDEN"];
+                404: components["responses"]["NOT_FOUND"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/stores/{store_id}/transfers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        /** Your store's transfers, one per delivered order, newest first (owner, admins). */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    /** @description `next_cursor` of the previous page. */
+                    cursor?: string;
+                    status?: "pending" | "paid" | "partially_reversed" | "reversed" | "canceled";
+                };
+                header?: never;
+                path: {
+                    store_id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransferPage"];
+                    };
+                };
+                401: components["responses"]["UNAUTHORIZED"];
+                403: components["responses"]["FORBIDDEN"];
+                404: components["responses"]["NOT_FOUND"];
+                422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/stripe-connect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stripe Connect's signed events of the stores' accounts (no token; the signature). */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    "Stripe-Signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            /** @description An event of a connected account, exactly as Stripe signed it. */
+            requestBody: {
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["WebhookAnswer"];
+                    };
+                };
+                400: components["responses"]["BAD_REQUEST"];
+                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+                500: components["responses"]["INTERNAL_SERVER_ERROR"];
+                503: components["responses"]["SERVICE_UNAVAILABLE"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stores/{store_id}/reports": {
         parameters: {
             query?: never;
@@ -1678,6 +1867,52 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["OrderPage"];
+                    };
+                };
+                401: components["responses"]["UNAUTHORIZED"];
+                403: components["responses"]["FORBIDDEN"];
+                422: components["responses"]["UNPROCESSABLE_ENTITY"];
+                default: components["responses"]["DEFAULT_ERROR"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/transfers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Transfers to sellers, newest first, by status or store. */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    /** @description `next_cursor` of the previous page. */
+                    cursor?: string;
+                    status?: "pending" | "paid" | "partially_reversed" | "reversed" | "canceled";
+                    store_id?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description OK */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["TransferPage"];
                     };
                 };
                 401: components["responses"]["UNAUTHORIZED"];
@@ -2188,6 +2423,73 @@ export interface components {
             duplicate: boolean;
             /** @enum {string} */
             outcome: "applied" | "duplicate" | "ignored" | "anomaly" | "error";
+        };
+        OnboardingLink: {
+            /** @description Stripe's onboarding page for the store's account: send the seller there now. Single use and short-lived; do not store it. */
+            url: string;
+            /**
+             * Format: date-time
+             * @description After this, ask for a new link.
+             */
+            expires_at: string;
+        };
+        Payout: {
+            /** @example po_1NbQ2x2eZvKYlo2C */
+            id: string;
+            /** @enum {string} */
+            status: "paid" | "failed";
+            amount: number;
+            currency: string;
+            /** Format: date-time */
+            arrival_date: string | null;
+            /** @description Why it failed. */
+            failure_message: string | null;
+        };
+        PayoutAccount: {
+            /** @example acct_1NbQ2x2eZvKYlo2C */
+            stripe_account_id: string;
+            charges_enabled: boolean;
+            /** @description true: transfers are made to it (false: they wait as pending). */
+            payouts_enabled: boolean;
+            details_submitted: boolean;
+            /** @description What Stripe still needs from the seller (its requirements.currently_due). */
+            requirements_due: string[];
+            last_payout: (Record<string, never> | null) | components["schemas"]["Payout"];
+        };
+        Payouts: {
+            /** @description null until onboarding starts. */
+            account: components["schemas"]["PayoutAccount"] | (Record<string, never> | null);
+            currency: string;
+            /** @description Due to the store, not yet transferred. */
+            pending: number;
+            /** @description Transferred to the store's account. */
+            transferred: number;
+            /** @description Taken back of what was transferred (refunds). */
+            reversed: number;
+        };
+        Transfer: {
+            id: number;
+            store_id: number;
+            order_id: number;
+            /** @description The store's share (total - refunds - fee); once made, what was transferred. */
+            amount: number;
+            /** @description The platform's fee on what the buyer kept paid. */
+            fee: number;
+            currency: string;
+            /** @enum {string} */
+            status: "pending" | "paid" | "partially_reversed" | "reversed" | "canceled";
+            stripe_transfer_id: string | null;
+            /** @description Taken back by refunds after it was made. */
+            amount_reversed: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        TransferPage: {
+            items: components["schemas"]["Transfer"][];
+            /** @description Pass as `cursor` for the next page; null on the last. */
+            next_cursor: string | null;
         };
         ReportCreate: {
             /**

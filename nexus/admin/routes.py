@@ -6,6 +6,7 @@ from flask_jwt_extended import get_current_user
 from nexus.admin import service
 from nexus.admin.schemas import (
     AllOrdersArgsSchema,
+    AllTransfersArgsSchema,
     AuditEntryPageSchema,
     JobListArgsSchema,
     JobPageSchema,
@@ -24,6 +25,8 @@ from nexus.orders import service as orders
 from nexus.orders.schemas import OrderPageSchema
 from nexus.pagination import PageArgsSchema
 from nexus.payments.schemas import PaymentEventSchema, PaymentSchema, RefundSchema
+from nexus.payouts import service as payouts
+from nexus.payouts.schemas import TransferPageSchema
 from nexus.users.permissions import admin_required
 from nexus.users.schemas import UserSchema
 
@@ -97,6 +100,16 @@ class Orders(MethodView):
     def get(self, args):
         """Every order, newest first, by status or store."""
         return orders.list_orders(**args)
+
+
+@blp.route("/transfers")
+class Transfers(MethodView):
+    @admin_required()
+    @blp.arguments(AllTransfersArgsSchema(), location="query")
+    @blp.response(200, TransferPageSchema)
+    def get(self, args):
+        """Transfers to sellers, newest first, by status or store."""
+        return payouts.list_transfers(**args)
 
 
 @blp.route("/payment-events")

@@ -8,6 +8,7 @@ from nexus.orders.schemas import OrderListArgsSchema
 from nexus.pagination import PageArgsSchema, page_of
 from nexus.payments.models import EventOutcome, PaymentStatus
 from nexus.payments.schemas import PaymentEventSchema, PaymentSchema
+from nexus.payouts.schemas import TransferListArgsSchema
 from nexus.serialization import FlatSchema
 from nexus.users.models import Role
 from nexus.users.schemas import UserSchema
@@ -60,6 +61,10 @@ class JobSchema(FlatSchema):
 
 
 class AllOrdersArgsSchema(OrderListArgsSchema):
+    store_id = Id()
+
+
+class AllTransfersArgsSchema(TransferListArgsSchema):
     store_id = Id()
 
 

@@ -1,15 +1,17 @@
-"""The only module that talks to Stripe.
+"""The only module that talks to Stripe: payments, and Stripe Connect for sellers' payouts.
 
 Every write carries an idempotency key, so a retried call (ours, or stripe-python's own retry
-after a timeout) never creates a second intent or refund. A Stripe that cannot be reached or
-fails (its 5xx) becomes `PaymentGatewayError` (502); a request Stripe refuses (its 4xx: a
-payment it cannot refund, an intent it cannot cancel) becomes `StripeRefused` (409) with
-Stripe's reason. Nothing else of Stripe's leaks further in. Secrets Stripe hands out are
-scrubbed from what we keep (`scrubbed`). `pay_with_test_card` does, for development only and
-only at a Stripe stand-in, what Stripe.js does in the buyer's browser.
+after a timeout) never creates a second intent, refund, account, transfer or reversal. A
+Stripe that cannot be reached or fails (its 5xx) becomes `PaymentGatewayError` (502); a request
+Stripe refuses (its 4xx: a payment it cannot refund, an intent it cannot cancel) becomes
+`StripeRefused` (409) with Stripe's reason. Nothing else of Stripe's leaks further in. Secrets
+Stripe hands out are scrubbed from what we keep (`scrubbed`); an onboarding link is never kept.
+`pay_with_test_card` does, for development only and only at a Stripe stand-in, what Stripe.js
+does in the buyer's browser.
 """
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
 from http import HTTPStatus
@@ -62,6 +64,11 @@ class StripeRefused(PaymentGatewayError):
     status_code = HTTPStatus.CONFLICT
 
 
+class IdempotencyConflict(StripeRefused):
+    """Stripe holds the call's idempotency key for a call with other parameters: an earlier
+    attempt went through (its answer was lost) before what we asked for changed."""
+
+
 # Fields of Stripe objects that hand out a capability: never stored, logged or shown again.
 SECRET_FIELDS = frozenset({"client_secret"})
 
@@ -90,6 +97,9 @@ def _stripe() -> stripe.StripeClient:
 def _call(action: str, request) -> dict[str, Any]:
     try:
         return request().to_dict()
+    except stripe.IdempotencyError as error:
+        log.warning("stripe holds the key of a different request to %s", action)
+        raise IdempotencyConflict(f"Stripe refused to {action}: an earlier attempt asked otherwise.") from error
     except stripe.APIConnectionError as error:
         log.warning("stripe unreachable while trying to %s: %s", action, error.__class__.__name__)
         raise PaymentGatewayError(f"Stripe could not be reached to {action}; try again shortly.") from error
@@ -178,11 +188,18 @@ def scrubbed(value: Any) -> Any:
     return value
 
 
-def verify_event(payload: bytes, signature: str | None) -> dict[str, Any]:
-    """The event, if Stripe signed this exact body within the last 5 minutes; else a 400."""
-    secret = current_app.config["STRIPE_WEBHOOK_SECRET"]
+def verify_event(
+    payload: bytes,
+    signature: str | None,
+    *,
+    secret_setting: str = "STRIPE_WEBHOOK_SECRET",  # noqa: S107 (a setting's name, not a secret)
+    endpoint: str = "webhook",
+) -> dict[str, Any]:
+    """The event, if Stripe signed this exact body within the last 5 minutes with the secret of
+    `secret_setting` (each webhook endpoint has its own); else a 400."""
+    secret = current_app.config[secret_setting]
     if not secret:
-        raise ServiceUnavailable("The Stripe webhook is not configured: set STRIPE_WEBHOOK_SECRET.")
+        raise ServiceUnavailable(f"The Stripe {endpoint} is not configured: set {secret_setting}.")
     if not signature:
         raise BadRequest("The Stripe-Signature header is missing.")
     try:
@@ -192,3 +209,76 @@ def verify_event(payload: bytes, signature: str | None) -> dict[str, Any]:
     except ValueError as error:
         raise BadRequest("The body is not a Stripe event.") from error
     return event.to_dict()
+
+
+# --- Stripe Connect: sellers' accounts, and transfers to them ------------------------------
+
+
+def create_account(*, store_id: int, email: str) -> dict[str, Any]:
+    """The store's Express connected account, able to receive transfers. The key is the store's,
+    and the parameters never change for a store, so first onboardings retried or made at once
+    get one account."""
+    params = {
+        "type": "express",
+        "email": email,
+        "capabilities": {"transfers": {"requested": True}},
+        "metadata": {"store_id": str(store_id)},
+    }
+    options = {"idempotency_key": f"nexus-account-store-{store_id}"}
+    return _call("open the store's payout account", lambda: _stripe().v1.accounts.create(params, options))
+
+
+def create_account_link(*, account_id: str, refresh_url: str, return_url: str) -> dict[str, Any]:
+    """A single-use onboarding link for the account: a new one each time (its key is this call's,
+    for stripe-python's retries of it). The link is a credential: never stored or logged."""
+    params = {"account": account_id, "type": "account_onboarding", "refresh_url": refresh_url, "return_url": return_url}
+    options = {"idempotency_key": f"nexus-account-link-{account_id}-{uuid.uuid4().hex}"}
+    return _call("start the seller's onboarding", lambda: _stripe().v1.account_links.create(params, options))
+
+
+def retrieve_account(account_id: str) -> dict[str, Any]:
+    return _call("read the payout account", lambda: _stripe().v1.accounts.retrieve(account_id))
+
+
+def _transfer_group(order_id: int) -> str:
+    return f"order_{order_id}"
+
+
+def create_transfer(
+    *, transfer_id: int, order_id: int, store_id: int, amount: int, currency: str, destination: str
+) -> dict[str, Any]:
+    """Transfer a store's share of an order to its connected account (separate charges and
+    transfers: the buyer paid the platform). One key per transfer: however often this is tried,
+    Stripe makes it once."""
+    params = {
+        "amount": amount,
+        "currency": currency,
+        "destination": destination,
+        "transfer_group": _transfer_group(order_id),
+        "metadata": {"transfer_id": str(transfer_id), "order_id": str(order_id), "store_id": str(store_id)},
+    }
+    options = {"idempotency_key": f"nexus-transfer-{transfer_id}"}
+    return _call("transfer the seller's share", lambda: _stripe().v1.transfers.create(params, options))
+
+
+def find_transfer(*, transfer_id: int, order_id: int) -> dict[str, Any] | None:
+    """The transfer Stripe made for our transfer `transfer_id`, if any (its answer was lost)."""
+    params = {"transfer_group": _transfer_group(order_id), "limit": 100}
+    found = _call("look for the seller's transfer", lambda: _stripe().v1.transfers.list(params))
+    return next((t for t in found["data"] if t.get("metadata", {}).get("transfer_id") == str(transfer_id)), None)
+
+
+def retrieve_transfer(stripe_transfer_id: str) -> dict[str, Any]:
+    return _call("read the seller's transfer", lambda: _stripe().v1.transfers.retrieve(stripe_transfer_id))
+
+
+def reverse_transfer(*, stripe_transfer_id: str, transfer_id: int, amount: int, reversed_before: int) -> dict[str, Any]:
+    """Take `amount` of a transfer back from the seller (their share of a refund). The key names
+    the reversal by what was reversed before it, not by its amount: a retry asking for more (a
+    refund came meanwhile) is refused as a conflict instead of reversing twice."""
+    params = {"amount": amount, "metadata": {"transfer_id": str(transfer_id)}}
+    options = {"idempotency_key": f"nexus-reversal-{transfer_id}-{reversed_before}"}
+    return _call(
+        "reverse the seller's share of a refund",
+        lambda: _stripe().v1.transfers.reversals.create(stripe_transfer_id, params, options),
+    )

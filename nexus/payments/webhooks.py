@@ -1,9 +1,15 @@
-"""Stripe's webhook: verify the signature, store the event once, apply it, record the outcome.
+"""Stripe's webhooks: verify the signature, store the event once, apply it, record the outcome.
 
 The event's Stripe id is unique in `payment_event_audits`: of two deliveries of one event (a
 retry, or the same event sent to two instances at once) the database lets one in, and the
 other answers "duplicate". A delivery whose applying failed is recorded as an error and
 answered 500, so Stripe retries; the retry finds the error and applies the event then.
+
+Each endpoint applies its events through a table of handlers (type -> handler of the event):
+`HANDLERS` for the platform's own account (`/webhooks/stripe`), `CONNECT_HANDLERS` for events
+of connected accounts (Stripe Connect, a top-level `account`). Domains built on payments add
+theirs with `handle_events` (payouts: the Connect webhook's events, and `transfer.reversed`,
+which Stripe sends the platform); payments import none of them.
 """
 
 import logging
@@ -23,13 +29,34 @@ from nexus.payments.models import EventOutcome, PaymentEventAudit, PaymentStatus
 
 log = logging.getLogger(__name__)
 
-HANDLERS: dict[str, Callable[[dict[str, Any]], service.Applied]] = {
-    "payment_intent.processing": lambda intent: service.apply_intent(intent, PaymentStatus.PROCESSING),
-    "payment_intent.succeeded": lambda intent: service.apply_intent(intent, PaymentStatus.SUCCEEDED),
-    "payment_intent.payment_failed": lambda intent: service.apply_intent(intent, PaymentStatus.FAILED),
-    "payment_intent.canceled": lambda intent: service.apply_intent(intent, PaymentStatus.CANCELED),
-    "charge.refunded": service.apply_charge_refunded,
+Handler = Callable[[dict[str, Any]], service.Applied]  # applies one event, in the caller's transaction
+
+
+def _intent(to: PaymentStatus) -> Handler:
+    return lambda event: service.apply_intent(event["data"]["object"], to)
+
+
+HANDLERS: dict[str, Handler] = {
+    "payment_intent.processing": _intent(PaymentStatus.PROCESSING),
+    "payment_intent.succeeded": _intent(PaymentStatus.SUCCEEDED),
+    "payment_intent.payment_failed": _intent(PaymentStatus.FAILED),
+    "payment_intent.canceled": _intent(PaymentStatus.CANCELED),
+    "charge.refunded": lambda event: service.apply_charge_refunded(event["data"]["object"]),
 }
+CONNECT_HANDLERS: dict[str, Handler] = {}
+
+
+def handle_events(table: dict[str, Handler], *, connect: bool) -> None:
+    """Apply more event types: of connected accounts (`connect`, the Connect webhook's), or of
+    the platform's own account. Registered when the app is built (the domain's routes import it)."""
+    (CONNECT_HANDLERS if connect else HANDLERS).update(table)
+
+
+def handlers_for(event: dict[str, Any]) -> dict[str, Handler]:
+    """The table of the endpoint an event came to: connected accounts' events carry `account`."""
+    return CONNECT_HANDLERS if event.get("account") else HANDLERS
+
+
 LOCK_TIMEOUT = "2s"  # wait this long for a payment row another request holds; then fail, Stripe retries
 
 
@@ -42,10 +69,12 @@ def receive(payload: bytes, signature: str | None) -> tuple[PaymentEventAudit, b
     return process(gateway.verify_event(payload, signature), source="webhook")
 
 
-def process(event: dict[str, Any], *, source: str) -> tuple[PaymentEventAudit, bool]:
-    """Store the event once (scrubbed of secrets), apply it, record the outcome, in one
-    transaction: `(its audit row, whether it was a duplicate)`. A delivery of an event whose
-    earlier delivery failed applies it now."""
+def process(
+    event: dict[str, Any], *, source: str, handlers: dict[str, Handler] = HANDLERS
+) -> tuple[PaymentEventAudit, bool]:
+    """Store the event once (scrubbed of secrets), apply it through `handlers`, record the
+    outcome, in one transaction: `(its audit row, whether it was a duplicate)`. A delivery of an
+    event whose earlier delivery failed applies it now."""
     started = time.perf_counter()
     event = gateway.scrubbed(event)
     _limit_lock_waits()
@@ -56,7 +85,7 @@ def process(event: dict[str, Any], *, source: str) -> tuple[PaymentEventAudit, b
         if audit.outcome != EventOutcome.ERROR:
             db.session.commit()
             return audit, True
-    apply_event(audit, event, started=started)
+    apply_event(audit, event, started=started, handlers=handlers)
     return audit, False
 
 
@@ -103,7 +132,7 @@ def replay(audit: PaymentEventAudit, *, also: Callable[[], None] = lambda: None)
     say: a state already reached is not applied twice, so a replay is safe to repeat. `also`
     adds to the same transaction (the admin's audit entry)."""
     audit.replays += 1
-    apply_event(audit, audit.payload, started=time.perf_counter(), also=also)
+    apply_event(audit, audit.payload, started=time.perf_counter(), handlers=handlers_for(audit.payload), also=also)
     return audit
 
 
@@ -112,19 +141,20 @@ def _locked_audit(statement) -> PaymentEventAudit | None:
 
 
 def apply_event(
-    audit: PaymentEventAudit, event: dict[str, Any], *, started: float, also: Callable[[], None] = lambda: None
+    audit: PaymentEventAudit,
+    event: dict[str, Any],
+    *,
+    started: float,
+    handlers: dict[str, Handler] = HANDLERS,
+    also: Callable[[], None] = lambda: None,
 ) -> None:
     """The unit of work that ends every delivery, reconciliation and replay: apply the stored
     event, record the outcome and commit. If applying fails, nothing of it stays: the failure is
     recorded in a transaction of its own and the answer is a 500 (a 503 when the database was
     only busy: a lock waited on too long, a deadlock), so that Stripe retries."""
     try:
-        handler = HANDLERS.get(event["type"])
-        applied = (
-            handler(event["data"]["object"])
-            if handler
-            else service.Applied(EventOutcome.IGNORED, "Not an event Nexus acts on.")
-        )
+        handler = handlers.get(event["type"])
+        applied = handler(event) if handler else service.Applied(EventOutcome.IGNORED, "Not an event Nexus acts on.")
         _record(audit, applied.outcome, applied.detail, started, payment_id=applied.payment_id)
         also()
         db.session.commit()

@@ -1,0 +1,383 @@
+"""Seller payouts: each store's Stripe Connect account, the transfer each delivered order owes
+its store, and what refunds take back of it.
+
+Buyers pay the platform; a store's share of an order is transferred to its connected account
+(separate charges and transfers). The share is `kept - fee`: `kept` is what the buyer has not
+been refunded, the fee `kept * fee_bps / 10000` rounded down, all in integer minor units. It
+falls due when the order is delivered (`_on_order_moved`, in the move's transaction) and is
+made by a job once the store's account can take payouts; until then it waits as `pending`. A
+refund (`_on_refund`, in the refund's transaction) lowers a transfer not yet made, or has a job
+reverse the seller's part of it from one already made.
+
+Jobs and `payouts reconcile` lock the transfer's row and call Stripe with one idempotency key
+per transfer and per reversal, recording the result in the same transaction: delivered twice,
+or run by a job and the command at once, a transfer is made once and a refund reversed once.
+
+Transactions follow the one rule written in `nexus.database`.
+"""
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import BigInteger, and_, case, cast, exists, func, select
+from sqlalchemy.exc import IntegrityError
+
+from nexus import audit
+from nexus.errors import Forbidden, ServiceUnavailable
+from nexus.extensions import db
+from nexus.jobs import outbox
+from nexus.orders.models import Order, OrderStatus
+from nexus.orders.service import order_moved
+from nexus.pagination import page_of_rows
+from nexus.payments import gateway
+from nexus.payments.models import Payment
+from nexus.payments.service import refund_recorded
+from nexus.payouts.models import MADE, PayoutAccount, Transfer
+from nexus.payouts.models import TransferStatus as T
+from nexus.stores.service import get_store_for
+from nexus.users.models import User
+
+log = logging.getLogger(__name__)
+
+BASIS_POINTS = 10_000
+MAKE, REVERSE = "payouts.make_transfer", "payouts.reverse_transfer"
+transfers = Transfer.__table__
+
+
+# --- the arithmetic -------------------------------------------------------------------------
+
+
+def fee_of(kept: int, fee_bps: int) -> int:
+    """The platform's fee on what the buyer kept paid: `kept * fee_bps / 10000`, rounded down."""
+    return kept * fee_bps // BASIS_POINTS
+
+
+def share_of(kept: int, fee_bps: int) -> int:
+    """The store's share of what the buyer kept paid."""
+    return kept - fee_of(kept, fee_bps)
+
+
+def new_transfer(*, store_id: int, order_id: int, currency: str, total: int, refunded: int, fee_bps: int) -> Transfer:
+    """The transfer an order of `total` owes its store when it is delivered, `refunded` of it
+    given back so far: due (pending), or nothing to transfer (canceled)."""
+    transfer = Transfer(
+        store_id=store_id,
+        order_id=order_id,
+        currency=currency,
+        fee_bps=fee_bps,
+        status=T.PENDING.value,
+        amount_reversed=0,
+    )
+    settle(transfer, total - refunded)
+    return transfer
+
+
+def settle(transfer: Transfer, kept: int) -> int:
+    """Bring `transfer` to what the buyer now keeps paid of its order: the fee on it and, while
+    the transfer is not made, its amount (nothing left: canceled). Returns what is now to be
+    reversed of a transfer already made (0 for one that is not)."""
+    transfer.kept = kept
+    transfer.fee = fee_of(kept, transfer.fee_bps)
+    if T(transfer.status) is T.PENDING:
+        transfer.amount = kept - transfer.fee
+        if transfer.amount == 0:
+            transfer.status = T.CANCELED.value
+    return reversal_due(transfer)
+
+
+def reversal_due(transfer: Transfer) -> int:
+    """What is still to be taken back of a transfer made: what was transferred and not yet
+    reversed, beyond the store's share now."""
+    if T(transfer.status) not in MADE:
+        return 0
+    return max(0, transfer.amount - transfer.amount_reversed - share_of(transfer.kept, transfer.fee_bps))
+
+
+def record_made(transfer: Transfer, stripe_transfer: dict[str, Any]) -> None:
+    """Stripe made the transfer (`stripe_transfer`, its object): what it transferred, and any
+    part of it reversed at Stripe already."""
+    transfer.stripe_transfer_id = stripe_transfer["id"]
+    transfer.amount = int(stripe_transfer["amount"])
+    transfer.status = T.PAID.value
+    catch_up(transfer, int(stripe_transfer.get("amount_reversed") or 0))
+
+
+def record_reversal(transfer: Transfer, amount: int) -> None:
+    transfer.amount_reversed += amount
+    transfer.status = (T.REVERSED if transfer.amount_reversed == transfer.amount else T.PARTIALLY_REVERSED).value
+
+
+def catch_up(transfer: Transfer, reversed_at_stripe: int) -> bool:
+    """Stripe says `reversed_at_stripe` of the transfer is reversed in all (a total: news heard
+    twice, or of a reversal we made ourselves, changes nothing): whether that was news."""
+    news = min(reversed_at_stripe, transfer.amount) - transfer.amount_reversed
+    if news <= 0 or T(transfer.status) not in MADE:
+        return False
+    record_reversal(transfer, news)
+    return True
+
+
+# --- accounts and onboarding ----------------------------------------------------------------
+
+
+def account_of(store_id: int) -> PayoutAccount | None:
+    return db.session.scalar(select(PayoutAccount).where(PayoutAccount.store_id == store_id))
+
+
+def _check_onboarding_configured() -> None:
+    if not gateway.configured():
+        raise ServiceUnavailable("Payouts are not configured: set STRIPE_SECRET_KEY.")
+    if not current_app.config["FRONTEND_URL"]:
+        raise ServiceUnavailable("Seller onboarding is not configured: set FRONTEND_URL (where Stripe sends sellers).")
+
+
+def _frontend(store_id: int, step: str) -> str:
+    """Where Stripe sends the seller back: `return` when done, `refresh` for a new link (an
+    expired or used one)."""
+    return f"{current_app.config['FRONTEND_URL']}/stores/{store_id}/payouts?onboarding={step}"
+
+
+ACCOUNT_OPENED = ("store_id", "stripe_account_id")
+
+
+def start_onboarding(user: User, store_id: int) -> dict[str, Any]:
+    """Onboard the store's owner with Stripe: open the store's Express account on the first
+    call, and answer a fresh Account Link to its onboarding (`{url, expires_at}`). No
+    transaction is open while Stripe is called."""
+    store = get_store_for(user, store_id, manage=True)
+    if store.owner_id != user.id:
+        raise Forbidden("Only the store's owner sets up its payouts: they are paid to the owner's bank.")
+    _check_onboarding_configured()
+    store_id, email, account = store.id, user.email, account_of(store.id)
+    account_id = account.stripe_account_id if account is not None else None
+    db.session.commit()  # nothing changed: the read's transaction (SQLite: its lock) is not held over Stripe's call
+    if account_id is None:
+        account_id = _open_account(user, store_id, email)
+    link = gateway.create_account_link(
+        account_id=account_id, refresh_url=_frontend(store_id, "refresh"), return_url=_frontend(store_id, "return")
+    )
+    return {"url": link["url"], "expires_at": datetime.fromtimestamp(link["expires_at"], UTC)}
+
+
+def _open_account(user: User, store_id: int, email: str) -> str:
+    """The store's new connected account, stored (and committed). Two first calls at once get
+    one account from Stripe (one key per store); the unique store id lets one of them store it."""
+    opened = gateway.create_account(store_id=store_id, email=email)
+    try:
+        account = PayoutAccount(store_id=store_id, stripe_account_id=opened["id"], requirements_due=[])
+        db.session.add(account)
+        audit.record(user, "payout_account.open", account, None, audit.snapshot(account, ACCOUNT_OPENED))
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+    account_id = db.session.scalar(select(PayoutAccount.stripe_account_id).where(PayoutAccount.store_id == store_id))
+    db.session.commit()
+    return account_id
+
+
+def _can_receive(store_id: int) -> bool:
+    return bool(db.session.scalar(select(PayoutAccount.payouts_enabled).where(PayoutAccount.store_id == store_id)))
+
+
+# --- what the store and admins see ----------------------------------------------------------
+
+MADE_OR_REVERSED = [T.PAID.value, T.PARTIALLY_REVERSED.value, T.REVERSED.value]
+
+
+def _total(amount: Any) -> Any:
+    return cast(func.coalesce(func.sum(amount), 0), BigInteger)  # Postgres sums to numeric
+
+
+SUMS = select(
+    _total(case((Transfer.status == T.PENDING.value, Transfer.amount), else_=0)).label("pending"),
+    _total(case((Transfer.status.in_(MADE_OR_REVERSED), Transfer.amount), else_=0)).label("transferred"),
+    _total(Transfer.amount_reversed).label("reversed"),
+)
+
+
+def payouts_of(viewer: User, store_id: int) -> dict[str, Any]:
+    """The store's account (or None before onboarding) and its money: pending (due, not yet
+    made), transferred (made) and reversed since. Three queries, however many transfers."""
+    store = get_store_for(viewer, store_id, manage=True)
+    sums = db.session.execute(SUMS.where(Transfer.store_id == store.id)).one()
+    return {"account": account_of(store.id), "currency": store.currency, **sums._mapping}
+
+
+def list_store_transfers(
+    viewer: User, store_id: int, *, status: str | None = None, limit: int, cursor: str | None = None
+) -> dict:
+    store = get_store_for(viewer, store_id, manage=True)
+    return page_of_rows(transfers, limit=limit, cursor=cursor, store_id=store.id, status=status)
+
+
+def list_transfers(*, limit: int, cursor: str | None = None, **filters: Any) -> dict:
+    """Every store's transfers, newest first, by status or store (admins)."""
+    return page_of_rows(transfers, limit=limit, cursor=cursor, **filters)
+
+
+# --- deliveries and refunds, in the transactions of their moves ------------------------------
+
+
+def _refunded(order_id: int) -> int:
+    """What the order's payments have given back so far (pending changes of the session included)."""
+    return db.session.scalar(select(_total(Payment.amount_refunded)).where(Payment.order_id == order_id))
+
+
+@order_moved.connect
+def _on_order_moved(order: Order, *, after: OrderStatus, **_: Any) -> None:
+    """A delivered order owes its store its share: a transfer due now, made at once by a job if
+    the store's account can take payouts, else waiting for it."""
+    if after is not OrderStatus.DELIVERED:
+        return
+    transfer = new_transfer(
+        store_id=order.store_id,
+        order_id=order.id,
+        currency=order.currency,
+        total=order.total,
+        refunded=_refunded(order.id),
+        fee_bps=current_app.config["PLATFORM_FEE_BPS"],
+    )
+    db.session.add(transfer)
+    db.session.flush()
+    if T(transfer.status) is T.PENDING and _can_receive(order.store_id):
+        outbox.enqueue(MAKE, transfer_id=transfer.id)
+
+
+@refund_recorded.connect
+def _on_refund(payment: Payment, **_: Any) -> None:
+    """A refund lowers the store's share: the transfer if it is not made yet (in full: canceled),
+    or a job reverses the difference from the one made. Before delivery there is no transfer
+    yet, and the one that falls due counts the refund."""
+    transfer = _locked_transfer(Transfer.order_id == payment.order_id)
+    if transfer is None:
+        return
+    total = db.session.scalar(select(Order.total).where(Order.id == payment.order_id))
+    if settle(transfer, total - _refunded(payment.order_id)):
+        outbox.enqueue(REVERSE, transfer_id=transfer.id)
+
+
+def enqueue_waiting(store_id: int) -> int:
+    """A job for each of the store's transfers waiting for its account; how many."""
+    waiting = select(Transfer.id).where(
+        Transfer.store_id == store_id, Transfer.status == T.PENDING.value, Transfer.amount > 0
+    )
+    ids = db.session.scalars(waiting.order_by(Transfer.id)).all()
+    for transfer_id in ids:
+        outbox.enqueue(MAKE, transfer_id=transfer_id)
+    return len(ids)
+
+
+# --- making transfers and reversals ---------------------------------------------------------
+
+
+def _locked_transfer(where, *, skip_locked: bool = False) -> Transfer | None:
+    """The transfer, freshly read, its row locked until the transaction ends (None if there is
+    none, or, with `skip_locked`, if another transaction holds it)."""
+    statement = select(Transfer).where(where).with_for_update(skip_locked=skip_locked)
+    return db.session.scalar(statement.execution_options(populate_existing=True))
+
+
+def _make(transfer: Transfer) -> str | None:
+    """Make a due transfer at Stripe and record it, if its store's account can take it; what
+    changed, or None. A conflict on its key means an earlier attempt went through before a
+    refund lowered it: that transfer is found and recorded, and the difference reversed."""
+    account = account_of(transfer.store_id)
+    if T(transfer.status) is not T.PENDING or account is None or not account.payouts_enabled:
+        return None
+    details = {
+        "transfer_id": transfer.id,
+        "order_id": transfer.order_id,
+        "store_id": transfer.store_id,
+        "currency": transfer.currency,
+        "destination": account.stripe_account_id,
+    }
+    try:
+        made = gateway.create_transfer(amount=transfer.amount, **details)
+    except gateway.IdempotencyConflict:
+        made = gateway.find_transfer(transfer_id=transfer.id, order_id=transfer.order_id)
+        if made is None:
+            raise
+    record_made(transfer, made)
+    change = f"{transfer.amount} {transfer.currency} transferred to {account.stripe_account_id} ({made['id']})"
+    reversed_now = _reverse(transfer)
+    return f"{change}; {reversed_now}" if reversed_now else change
+
+
+def _reverse(transfer: Transfer) -> str | None:
+    """Reverse at Stripe what refunds took of a transfer made, and record it; what changed, or
+    None. If Stripe refuses (an earlier attempt went through unrecorded, or the transfer was
+    reversed in its dashboard), the transfer is read back from Stripe and what is still due is
+    reversed; if nothing was missing, the refusal stands (the job is retried)."""
+    due = reversal_due(transfer)
+    if not due:
+        return None
+    try:
+        reversal = gateway.reverse_transfer(
+            stripe_transfer_id=transfer.stripe_transfer_id,
+            transfer_id=transfer.id,
+            amount=due,
+            reversed_before=transfer.amount_reversed,
+        )
+    except gateway.StripeRefused:
+        if not catch_up(transfer, int(gateway.retrieve_transfer(transfer.stripe_transfer_id)["amount_reversed"])):
+            raise
+        return _reverse(transfer) or f"{transfer.amount_reversed} {transfer.currency} reversed at Stripe already"
+    record_reversal(transfer, int(reversal["amount"]))
+    return f"{reversal['amount']} {transfer.currency} reversed ({reversal['id']})"
+
+
+@outbox.job(MAKE)
+def make_transfer(*, transfer_id: int) -> None:
+    """The job: make a due transfer, once however often it is delivered."""
+    transfer = _locked_transfer(Transfer.id == transfer_id)
+    if transfer is not None:
+        _make(transfer)
+
+
+@outbox.job(REVERSE)
+def reverse_transfer(*, transfer_id: int) -> None:
+    """The job: reverse what refunds took of a transfer made, once however often it is delivered."""
+    transfer = _locked_transfer(Transfer.id == transfer_id)
+    if transfer is not None:
+        _reverse(transfer)
+
+
+# --- reconciling ------------------------------------------------------------------------------
+
+
+def transfers_due() -> list[int]:
+    """Transfers that can be made now (due, to an account taking payouts) or have a reversal due."""
+    takes_payouts = select(PayoutAccount.store_id).where(PayoutAccount.payouts_enabled)
+    pending = and_(Transfer.status == T.PENDING.value, Transfer.amount > 0, Transfer.store_id.in_(takes_payouts))
+    reversal = and_(
+        Transfer.status.in_([status.value for status in MADE]),
+        Transfer.amount - Transfer.amount_reversed > Transfer.kept - Transfer.fee,
+    )
+    return list(db.session.scalars(select(Transfer.id).where(pending | reversal).order_by(Transfer.id)))
+
+
+def accounts_waiting() -> list[str]:
+    """Connected accounts not taking payouts while transfers wait for them: their news may
+    have been lost."""
+    waiting = exists().where(
+        Transfer.store_id == PayoutAccount.store_id, Transfer.status == T.PENDING.value, Transfer.amount > 0
+    )
+    statement = select(PayoutAccount.stripe_account_id).where(~PayoutAccount.payouts_enabled, waiting)
+    return list(db.session.scalars(statement.order_by(PayoutAccount.id)))
+
+
+def settle_now(transfer_id: int) -> str | None:
+    """The command's unit of work for one transfer: make it if it is due, reverse what is due of
+    it if it is made; commits. What changed, or None (nothing due, or a job holds it now)."""
+    try:
+        transfer = _locked_transfer(Transfer.id == transfer_id, skip_locked=True)
+        change = None
+        if transfer is not None:
+            change = _make(transfer) if T(transfer.status) is T.PENDING else _reverse(transfer)
+        db.session.commit()
+        return change
+    except Exception:
+        db.session.rollback()
+        raise

@@ -1,0 +1,591 @@
+"""A Stripe Connect stand-in for the tests (not a test module): the Connect endpoints Nexus calls,
+stateful, in Stripe's wire format, with every other path passed on to localstripe.
+
+localstripe implements no Connect resource (no accounts, account links, transfers or reversals;
+it answers 400 to `transfer_data` or `application_fee_amount`) and stripe-mock keeps no state, so
+neither can show a transfer made once, lowered, or reversed by the right share. This server can.
+stripe-python reaches it unchanged through `STRIPE_API_BASE`: it serves
+
+    POST /v1/accounts                      an Express account (acct_...)
+    GET  /v1/accounts/{id}
+    POST /v1/account_links                 a single-use onboarding link (type account_onboarding)
+    POST /v1/transfers                     refused while the destination cannot receive transfers
+    GET  /v1/transfers?transfer_group=     (finding a transfer whose answer was lost)
+    GET  /v1/transfers/{id}
+    POST /v1/transfers/{id}/reversals      bounded by what is left of the transfer
+
+and passes any other request (method, path and query, headers, body; status, headers and body
+back) to `upstream` (localstripe), so one base serves payments and Connect alike. Requests are
+form-encoded with Stripe's bracket notation (`metadata[order_id]=7`, `capabilities[transfers][requested]=true`,
+`expand[0]=...`); answers are JSON objects with `object`, `created` and ids prefixed as Stripe's.
+Unknown parameters, missing ones and unknown objects are refused in Stripe's error shape,
+`{"error": {"type": "invalid_request_error", "message", "param", "code"?}}`, with Stripe's status
+(400, 404; 401 without an API key). An `Idempotency-Key` is honoured per account: the same key
+with the same parameters answers the first answer again (`Idempotent-Replayed: true`), with
+other parameters a 400 `idempotency_error`; as at Stripe, a request refused before it ran saves
+nothing. A `Stripe-Account` header makes the request as that connected account (its own key
+space; an account the platform does not have is a 403).
+
+Test controls: `finish_onboarding` (what the seller does on the link's page; visiting the link
+URL does it too and redirects to the link's return_url), `require` (Stripe asking for more),
+`account_updated` / `payout_event` / `reversed_in_dashboard` (the events Stripe would send),
+`sign` and `deliver` (Stripe's webhook signature, with the Connect endpoint's secret),
+`lose_answers_to` (the request is carried out, then the connection is dropped unanswered), and
+`transfers` / `calls` (what was made, and how often each endpoint was called).
+
+Checked against Stripe's API reference (docs.stripe.com, through the search tool):
+- api/accounts (the Account object: `type`, `charges_enabled`, `payouts_enabled`,
+  `details_submitted`, `capabilities.transfers` active|inactive|pending, `requirements.currently_due`
+  / `eventually_due` / `past_due` / `disabled_reason`; created with `capabilities[transfers][requested]`);
+- api/account_links (`account`, `type` account_onboarding|account_update, `refresh_url`,
+  `return_url`; answers `{object: "account_link", created, expires_at (5 minutes on), url}`);
+- api/transfers/object and create (`amount`, `currency`, `destination`, `transfer_group`,
+  `metadata`, `description`; `amount_reversed`, `reversed`, `reversals` as a list object,
+  `destination_payment`, `balance_transaction`, `source_type`);
+- api/transfer_reversals (`amount` defaults to what is left and can only reverse up to it,
+  `metadata`, `refund_application_fee`; `{object: "transfer_reversal", amount, currency,
+  transfer, destination_payment_refund, source_refund}`);
+- api/errors (the error object; 400 bad request, 401 no key, 403, 404 missing; types
+  `invalid_request_error` and `idempotency_error`), idempotency (results saved once the endpoint
+  runs, keys compared with their parameters);
+- connect/webhooks (events of connected accounts carry a top-level `account`) and webhooks
+  signatures (`Stripe-Signature: t=...,v1=HMAC-SHA256(t.payload)`).
+Not modelled: balances (a transfer never fails for insufficient funds), payouts themselves (only
+their events), and anything Nexus does not call.
+"""
+
+import hashlib
+import hmac
+import http.client
+import json
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+PLATFORM = "platform"  # the key space of requests made as the platform itself
+LINK_SECONDS = 300  # Stripe's account links expire 5 minutes after they are created
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+ONBOARDING_DUE = [
+    "business_profile.mcc",
+    "business_profile.url",
+    "business_type",
+    "external_account",
+    "tos_acceptance.date",
+    "tos_acceptance.ip",
+]
+
+
+class StripeError(Exception):
+    """A refusal in Stripe's error shape."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error") -> None:  # fmt: skip
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"type": kind, "message": message}}
+        if param:
+            self.body["error"]["param"] = param
+        if code:
+            self.body["error"]["code"] = code
+
+
+def _missing(what: str, object_id: str, param: str = "id") -> StripeError:
+    return StripeError(404, f"No such {what}: '{object_id}'", param=param, code="resource_missing")
+
+
+def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Stripe's bracket notation as nested values: `a[b][c]=v` is {"a": {"b": {"c": "v"}}}, and
+    a level whose keys are all indexes (`expand[0]`, `expand[1]`) a list."""
+    tree: dict[str, Any] = {}
+    for key, value in pairs:
+        match = re.fullmatch(r"([^\[\]]+)((?:\[[^\[\]]*\])*)", key)
+        if match is None:
+            raise StripeError(400, f"Invalid parameter name: {key}", param=key)
+        path = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise StripeError(400, f"Invalid hash or array: {key}", param=key)
+        node[path[-1]] = value
+    return _lists(tree)
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    items = {key: _lists(value) for key, value in node.items()}
+    if items and all(key.isdigit() for key in items):
+        return [items[key] for key in sorted(items, key=int)]
+    return items
+
+
+def _integer(params: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    if name not in params:
+        if required:
+            raise StripeError(400, f"Missing required param: {name}.", param=name, code="parameter_missing")
+        return None
+    value = params[name]
+    if not isinstance(value, str) or not value.isdigit():
+        raise StripeError(400, f"Invalid integer: {value}", param=name, code="parameter_invalid_integer")
+    if int(value) < 1:
+        raise StripeError(400, "This value must be greater than or equal to 1.", param=name)
+    return int(value)
+
+
+def _text(params: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = params.get(name)
+    if value is None and required:
+        raise StripeError(400, f"Missing required param: {name}.", param=name, code="parameter_missing")
+    if value is not None and not isinstance(value, str):
+        raise StripeError(400, f"Invalid string: {value!r}", param=name)
+    return value
+
+
+def _metadata(params: dict[str, Any]) -> dict[str, str]:
+    metadata = params.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
+        raise StripeError(400, "Invalid metadata: a hash of string keys and values.", param="metadata")
+    return metadata
+
+
+def _known(params: dict[str, Any], allowed: set[str]) -> None:
+    for name in params:
+        if name not in allowed:
+            raise StripeError(400, f"Received unknown parameter: {name}", param=name, code="parameter_unknown")
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class StripeConnect:
+    """The stand-in, serving on 127.0.0.1 from a thread of its own; `url` is its base address."""
+
+    def __init__(self, *, webhook_secret: str, upstream: str | None = None) -> None:
+        self.webhook_secret = webhook_secret
+        self.upstream = urllib.parse.urlsplit(upstream) if upstream else None
+        self.accounts: dict[str, dict] = {}
+        self.links: dict[str, dict] = {}  # token -> the link's account, urls, expiry; popped when used
+        self.transfers: dict[str, dict] = {}
+        self.calls: Counter = Counter()  # (method, route) -> requests served
+        self.webhook_url: str | None = None  # where `deliver` and a visited link send their events
+        self._remembered: dict[tuple[str, str], tuple[str, int, bytes]] = {}
+        self._lost: Counter = Counter()
+        self._lock = threading.RLock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, name="stripe-connect", daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --- the API --------------------------------------------------------------------------
+
+    def routes(self) -> list[tuple[str, str, str, Callable]]:
+        """(method, pattern, route name, handler): the endpoints served here."""
+        return [
+            ("POST", r"/v1/accounts", "accounts.create", self.create_account),
+            ("GET", r"/v1/accounts/(?P<id>[^/]+)", "accounts.retrieve", self.retrieve_account),
+            ("POST", r"/v1/account_links", "account_links.create", self.create_account_link),
+            ("POST", r"/v1/transfers", "transfers.create", self.create_transfer),
+            ("GET", r"/v1/transfers", "transfers.list", self.list_transfers),
+            ("GET", r"/v1/transfers/(?P<id>[^/]+)", "transfers.retrieve", self.retrieve_transfer),
+            ("POST", r"/v1/transfers/(?P<id>[^/]+)/reversals", "transfer_reversals.create", self.create_reversal),
+        ]
+
+    def create_account(self, params: dict, as_account: str) -> dict:
+        _known(params, {"type", "country", "email", "capabilities", "business_profile", "metadata", "expand"})
+        if as_account != PLATFORM:
+            raise StripeError(400, "Connected accounts cannot create other accounts.")
+        kind = _text(params, "type", required=False) or "express"
+        if kind not in ("express", "custom", "standard"):
+            raise StripeError(400, "Invalid type: must be one of custom, express, or standard", param="type")
+        requested = {
+            name for name, wish in (params.get("capabilities") or {}).items() if (wish or {}).get("requested") == "true"
+        }
+        account = {
+            "id": _id("acct"),
+            "object": "account",
+            "business_profile": {"name": (params.get("business_profile") or {}).get("name"), "url": None},
+            "business_type": None,
+            "capabilities": {name: "inactive" for name in sorted(requested)},
+            "charges_enabled": False,
+            "country": _text(params, "country", required=False) or "US",
+            "created": int(time.time()),
+            "default_currency": "usd",
+            "details_submitted": False,
+            "email": _text(params, "email", required=False),
+            "metadata": _metadata(params),
+            "payouts_enabled": False,
+            "requirements": {
+                "current_deadline": None,
+                "currently_due": list(ONBOARDING_DUE),
+                "disabled_reason": "requirements.past_due",
+                "errors": [],
+                "eventually_due": list(ONBOARDING_DUE),
+                "past_due": list(ONBOARDING_DUE),
+                "pending_verification": [],
+            },
+            "type": kind,
+        }
+        self.accounts[account["id"]] = account
+        return account
+
+    def retrieve_account(self, params: dict, as_account: str, id: str) -> dict:
+        _known(params, {"expand"})
+        if id not in self.accounts or as_account not in (PLATFORM, id):
+            raise _missing("account", id)
+        return self.accounts[id]
+
+    def create_account_link(self, params: dict, as_account: str) -> dict:
+        _known(params, {"account", "type", "refresh_url", "return_url", "collect", "expand"})
+        account_id = _text(params, "account")
+        if account_id not in self.accounts:
+            raise _missing("account", account_id, "account")
+        if _text(params, "type") not in ("account_onboarding", "account_update"):
+            raise StripeError(400, "Invalid type: must be one of account_onboarding or account_update", param="type")
+        for name in ("refresh_url", "return_url"):
+            if urllib.parse.urlsplit(_text(params, name)).scheme not in ("http", "https"):
+                raise StripeError(400, f"Not a valid URL: {params[name]}", param=name, code="url_invalid")
+        now, token = int(time.time()), secrets.token_urlsafe(12)
+        self.links[token] = {**params, "expires_at": now + LINK_SECONDS}
+        url = f"{self.url}/_connect/setup/{account_id}/{token}"
+        return {"object": "account_link", "created": now, "expires_at": now + LINK_SECONDS, "url": url}
+
+    def create_transfer(self, params: dict, as_account: str) -> dict:
+        _known(params, {"amount", "currency", "destination", "transfer_group", "metadata", "description", "expand"})
+        amount = _integer(params, "amount")
+        currency = _text(params, "currency")
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            raise StripeError(400, f"Invalid currency: {currency}.", param="currency")
+        destination = _text(params, "destination")
+        account = self.accounts.get(destination)
+        if account is None or destination == as_account:
+            raise _missing("destination", destination, "destination")
+        if account["capabilities"].get("transfers") != "active":
+            raise StripeError(
+                400,
+                "Your destination account needs to have at least one of the following capabilities enabled: "
+                "transfers, crypto_transfers, legacy_payments",
+                param="destination",
+                code="insufficient_capabilities_for_transfer",
+            )
+        transfer_id = _id("tr")
+        transfer = {
+            "id": transfer_id,
+            "object": "transfer",
+            "amount": amount,
+            "amount_reversed": 0,
+            "balance_transaction": _id("txn"),
+            "created": int(time.time()),
+            "currency": currency,
+            "description": _text(params, "description", required=False),
+            "destination": destination,
+            "destination_payment": _id("py"),
+            "livemode": False,
+            "metadata": _metadata(params),
+            "reversals": {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "total_count": 0,
+                "url": f"/v1/transfers/{transfer_id}/reversals",
+            },
+            "reversed": False,
+            "source_transaction": None,
+            "source_type": "card",
+            "transfer_group": _text(params, "transfer_group", required=False),
+        }
+        self.transfers[transfer_id] = transfer
+        return transfer
+
+    def list_transfers(self, params: dict, as_account: str) -> dict:
+        _known(params, {"transfer_group", "destination", "limit", "expand"})
+        limit = _integer(params, "limit", required=False) or 10
+        found = [
+            transfer
+            for transfer in reversed(list(self.transfers.values()))  # newest first
+            if all(transfer[name] == params[name] for name in ("transfer_group", "destination") if name in params)
+        ]
+        return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": "/v1/transfers"}
+
+    def retrieve_transfer(self, params: dict, as_account: str, id: str) -> dict:
+        _known(params, {"expand"})
+        if id not in self.transfers:
+            raise _missing("transfer", id)
+        return self.transfers[id]
+
+    def create_reversal(self, params: dict, as_account: str, id: str) -> dict:
+        _known(params, {"amount", "metadata", "description", "refund_application_fee", "expand"})
+        transfer = self.transfers.get(id)
+        if transfer is None:
+            raise _missing("transfer", id)
+        left = transfer["amount"] - transfer["amount_reversed"]
+        if left == 0:
+            raise StripeError(400, f"Transfer {id} is already fully reversed.", code="transfer_already_reversed")
+        amount = _integer(params, "amount", required=False) or left
+        if amount > left:
+            raise StripeError(
+                400, f"You can only reverse up to {left} of this transfer ({amount} requested).", param="amount"
+            )
+        return self._reverse(transfer, amount, _metadata(params))
+
+    def _reverse(self, transfer: dict, amount: int, metadata: dict[str, str]) -> dict:
+        reversal = {
+            "id": _id("trr"),
+            "object": "transfer_reversal",
+            "amount": amount,
+            "balance_transaction": _id("txn"),
+            "created": int(time.time()),
+            "currency": transfer["currency"],
+            "destination_payment_refund": _id("pyr"),
+            "metadata": metadata,
+            "source_refund": None,
+            "transfer": transfer["id"],
+        }
+        transfer["amount_reversed"] += amount
+        transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+        transfer["reversals"]["data"].insert(0, reversal)
+        transfer["reversals"]["total_count"] += 1
+        return reversal
+
+    # --- serving a request ------------------------------------------------------------------
+
+    def answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+        """(status, headers, body) for one request: served here, or by `upstream`."""
+        split = urllib.parse.urlsplit(target)
+        for route_method, pattern, name, handler in self.routes():
+            match = re.fullmatch(pattern, split.path)
+            if match and route_method == method:
+                return self._serve(name, handler, match.groupdict(), method, split, headers, body)
+        if split.path.startswith("/_connect/setup/"):
+            return self._visit_link(split.path)
+        return self._pass_on(method, target, headers, body)
+
+    def _serve(self, name, handler, ids, method, split, headers, body) -> tuple[int, dict, bytes]:
+        with self._lock:
+            self.calls[(method, name)] += 1
+            try:
+                if not headers.get("authorization", "").startswith("Bearer sk_"):
+                    raise StripeError(401, "You did not provide an API key.")
+                as_account = headers.get("stripe-account") or PLATFORM
+                if as_account != PLATFORM and as_account not in self.accounts:
+                    no_access = f"The provided key has no access to account '{as_account}' (or it does not exist)."
+                    raise StripeError(403, no_access, code="account_invalid")
+                form = body.decode() if method == "POST" else split.query
+                pairs = urllib.parse.parse_qsl(form, keep_blank_values=True)
+                key = headers.get("idempotency-key") if method == "POST" else None
+                fingerprint = json.dumps([method, split.path, sorted(pairs)])
+                remembered = self._remembered.get((as_account, key)) if key else None
+                if remembered is not None:
+                    if remembered[0] != fingerprint:
+                        raise StripeError(
+                            400,
+                            "Keys for idempotent requests can only be used with the same parameters they were "
+                            f"first used with. Try using a key other than '{key}' if you meant to execute a "
+                            "different request.",
+                            kind="idempotency_error",
+                        )
+                    return remembered[1], {"Idempotent-Replayed": "true"}, remembered[2]
+                answer = json.dumps(handler(decode_form(pairs), as_account, **ids)).encode()
+                if key:
+                    self._remembered[(as_account, key)] = (fingerprint, 200, answer)
+                return 200, {}, answer
+            except StripeError as error:
+                return error.status, {}, json.dumps(error.body).encode()
+
+    def _visit_link(self, path: str) -> tuple[int, dict, bytes]:
+        """The seller's browser on the link: it finishes onboarding and goes back to the return_url
+        (with the account's `account.updated` delivered to `webhook_url`, if set); a used or expired
+        link goes to the refresh_url."""
+        token = path.rsplit("/", 1)[-1]
+        with self._lock:
+            link = self.links.pop(token, None)
+        if link is None:
+            return 404, {}, b"This link was used or never existed."
+        if time.time() > link["expires_at"]:
+            return 302, {"Location": link["refresh_url"]}, b""
+        self.finish_onboarding(link["account"])
+        if self.webhook_url:
+            self.deliver(self.account_updated(link["account"]))
+        return 302, {"Location": link["return_url"]}, b""
+
+    def _pass_on(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+        if self.upstream is None:
+            message = f"Unrecognized request URL ({method}: {urllib.parse.urlsplit(target).path})."
+            return 404, {}, json.dumps({"error": {"type": "invalid_request_error", "message": message}}).encode()
+        connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        try:
+            sent = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in ("host", "content-length")}
+            connection.request(method, target, body=body or None, headers=sent)
+            answer = connection.getresponse()
+            passed = {k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP | {"content-length"}}
+            return answer.status, passed, answer.read()
+        finally:
+            connection.close()
+
+    # --- test controls ------------------------------------------------------------------------
+
+    def finish_onboarding(self, account_id: str) -> dict:
+        """What the seller does on the onboarding page: details in, nothing due, transfers and
+        payouts enabled (charges only if card payments were asked for)."""
+        with self._lock:
+            account = self.accounts[account_id]
+            account["details_submitted"] = True
+            account["capabilities"] = {name: "active" for name in account["capabilities"]}
+            account["charges_enabled"] = account["capabilities"].get("card_payments") == "active"
+            account["payouts_enabled"] = True
+            account["requirements"].update(currently_due=[], eventually_due=[], past_due=[], disabled_reason=None)
+            return json.loads(json.dumps(account))
+
+    def require(self, account_id: str, *fields: str) -> dict:
+        """Stripe asking for more: the fields due, payouts and transfers off until they are given."""
+        with self._lock:
+            account = self.accounts[account_id]
+            account["capabilities"] = {name: "inactive" for name in account["capabilities"]}
+            account["payouts_enabled"] = account["charges_enabled"] = False
+            account["requirements"].update(
+                currently_due=list(fields), past_due=list(fields), disabled_reason="requirements.past_due"
+            )
+            return json.loads(json.dumps(account))
+
+    def event(self, event_type: str, data: dict, *, account: str | None, **extra) -> dict:
+        """A Stripe event of `event_type` about `data` (of the connected `account`, if given)."""
+        event = {
+            "id": _id("evt"),
+            "object": "event",
+            "api_version": "2026-10-28.endive",
+            "created": int(time.time()),
+            "data": {"object": json.loads(json.dumps(data)), **extra},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": event_type,
+        }
+        if account:
+            event["account"] = account
+        return event
+
+    def account_updated(self, account_id: str) -> dict:
+        """The `account.updated` Stripe sends about the account as it is now."""
+        return self.event("account.updated", self.accounts[account_id], account=account_id)
+
+    def payout_event(self, account_id: str, status: str, amount: int, currency: str, **changes) -> dict:
+        """A `payout.<status>` (paid or failed) of the connected account to its bank."""
+        now = int(time.time())
+        payout = {
+            "id": _id("po"),
+            "object": "payout",
+            "amount": amount,
+            "arrival_date": now + 86400,
+            "automatic": True,
+            "balance_transaction": _id("txn"),
+            "created": now,
+            "currency": currency,
+            "destination": _id("ba"),
+            "failure_code": "account_closed" if status == "failed" else None,
+            "failure_message": "The bank account has been closed." if status == "failed" else None,
+            "method": "standard",
+            "status": status,
+            "type": "bank_account",
+            **changes,
+        }
+        return self.event(f"payout.{status}", payout, account=account_id)
+
+    def reversed_in_dashboard(self, transfer_id: str, amount: int) -> dict:
+        """Someone reversing `amount` of a transfer in Stripe's dashboard: the `transfer.reversed`
+        Stripe then sends (a platform event: transfers are the platform's objects)."""
+        with self._lock:
+            transfer = self.transfers[transfer_id]
+            self._reverse(transfer, amount, {})
+            return self.event("transfer.reversed", transfer, account=None)
+
+    def sign(self, event: dict, *, secret: str | None = None, at: int | None = None) -> tuple[bytes, str]:
+        """The event's body and its Stripe-Signature header (the Connect endpoint's secret)."""
+        payload = json.dumps(event).encode()
+        timestamp = int(time.time()) if at is None else at
+        key = (secret or self.webhook_secret).encode()
+        signature = hmac.new(key, f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+        return payload, f"t={timestamp},v1={signature}"
+
+    def deliver(self, event: dict) -> int:
+        """Post the event, signed, to `webhook_url` as Stripe does; the status it was answered."""
+        payload, signature = self.sign(event)
+        target = urllib.parse.urlsplit(self.webhook_url)
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        try:
+            headers = {"Stripe-Signature": signature, "Content-Type": "application/json"}
+            connection.request("POST", target.path, body=payload, headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            return answer.status
+        finally:
+            connection.close()
+
+    def lose_answers_to(self, route: str, times: int = 1) -> None:
+        """The next `times` requests to `route` (e.g. "transfers.create") are carried out, then
+        their connection is dropped without an answer, as when a network fails mid-call."""
+        with self._lock:
+            self._lost[route] += times
+
+    def answer_again(self) -> None:
+        """Stop dropping answers (`lose_answers_to`)."""
+        with self._lock:
+            self._lost.clear()
+
+    def _answer_lost(self, method: str, path: str) -> bool:
+        with self._lock:
+            for route_method, pattern, name, _ in self.routes():
+                if route_method == method and re.fullmatch(pattern, path) and self._lost[name] > 0:
+                    self._lost[name] -= 1
+                    return True
+        return False
+
+    def transfers_to(self, account_id: str) -> list[dict]:
+        with self._lock:
+            return [dict(t) for t in self.transfers.values() if t["destination"] == account_id]
+
+    def forget_idempotency_keys(self) -> None:
+        """As if 24 hours had passed: Stripe prunes keys after a day (each test starts afresh,
+        with ids its empty database hands out again)."""
+        with self._lock:
+            self._remembered.clear()
+
+
+def _handler_for(stand_in: StripeConnect) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            status, extra, answer = stand_in.answer(self.command, self.path, headers, body)
+            if stand_in._answer_lost(self.command, urllib.parse.urlsplit(self.path).path):
+                self.close_connection = True  # done, and never told
+                return
+            self.send_response(status)
+            if "content-type" not in {key.lower() for key in extra}:
+                self.send_header("Content-Type", "application/json")
+            for key, value in extra.items():
+                self.send_header(key, value)
+            if "request-id" not in {key.lower() for key in extra}:
+                self.send_header("Request-Id", _id("req"))
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_GET = do_POST = do_DELETE = _handle
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    return Handler
