@@ -360,9 +360,8 @@ def teapot(owner, session) -> Product:
 @pytest.fixture
 def order(client, buyer, teapot) -> dict:
     """The buyer's order of 2 teapots (3000 usd), placed over HTTP, waiting for payment."""
-    response = client.post(
-        "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": teapot.id, "quantity": 2}]}
-    )
+    body = {"items": [{"product_id": teapot.id, "quantity": 2}], "shipping_address": factories.shipping_address()}
+    response = client.post("/api/v1/orders", headers=buyer.headers, json=body)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 

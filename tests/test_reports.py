@@ -14,7 +14,7 @@ from nexus import create_app
 from nexus.reports import service as reports
 from nexus.users.models import User
 from tests.conftest import app_environ, eventually
-from tests.factories import PaymentFactory, ProductFactory, StoreFactory
+from tests.factories import PaymentFactory, ProductFactory, StoreFactory, shipping_address
 from tests.stripe_helpers import deliver, intent_event, refund_event
 from tests.test_catalog import plan_nodes
 
@@ -36,7 +36,7 @@ def place(client, buyer):
     """Place an order for `quantity` of `product`, as the buyer, over HTTP."""
 
     def place(product, quantity: int = 1) -> dict:
-        body = {"items": [{"product_id": product.id, "quantity": quantity}]}
+        body = {"items": [{"product_id": product.id, "quantity": quantity}], "shipping_address": shipping_address()}
         response = client.post("/api/v1/orders", headers=buyer.headers, json=body)
         assert response.status_code == 201, response.get_json()
         return response.get_json()
