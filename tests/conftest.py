@@ -325,7 +325,8 @@ def sign_in(client: FlaskClient, outbox: list) -> Callable[[str], SignedIn]:
 
     def sign_in(email: str) -> SignedIn:
         assert client.post("/api/v1/auth/register", json={"email": email}).status_code == 202
-        code = code_in(outbox[-1])
+        # Its code's email, the newest to the address: order emails may be sent meanwhile, in any order.
+        code = code_in(next(m for m in reversed(outbox) if m.recipients == [email] and "sign-in code" in m.subject))
         body = client.post("/api/v1/auth/otp/verify", json={"email": email, "code": code}).get_json()
         return SignedIn(body["access_token"], body["refresh_token"], body["user"])
 

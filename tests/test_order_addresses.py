@@ -121,9 +121,7 @@ def test_the_same_key_with_another_address_is_a_422(client, buyer, teapot):
     assert "Idempotency-Key" in elsewhere.get_json()["errors"]["headers"]
 
 
-def test_the_address_and_the_buyers_email_show_to_the_buyer_the_owner_and_admins(
-    client, buyer, owner, admin, teapot
-):
+def test_the_address_and_the_buyers_email_show_to_the_buyer_the_owner_and_admins(client, buyer, owner, admin, teapot):
     placed = place(client, buyer, teapot, FULL).get_json()
     expected = {"shipping_address": {**FULL, "name": "Ada Lovelace"}, "buyer_email": "buyer@example.com"}
     seen = {

@@ -21,13 +21,14 @@ from sqlalchemy.exc import OperationalError
 
 from nexus import audit
 from nexus.database import utcnow
+from nexus.emails import send_email
 from nexus.errors import Conflict, NotFound
 from nexus.extensions import db
 from nexus.jobs import outbox
+from nexus.notifications import emails
 from nexus.orders.models import Order, OrderItem
 from nexus.pagination import newest_first, paginate
 from nexus.payments.models import Payment
-from nexus.reports import emails
 from nexus.reports.models import UserReportHistory
 from nexus.stores.models import Store
 from nexus.users.models import User
@@ -199,8 +200,13 @@ def email_ready(*, report_id: int) -> None:
     """The job: tell the report's user it can be downloaded."""
     report = db.session.get(UserReportHistory, report_id)
     user = db.session.get(User, report.user_id) if report is not None else None
-    if user is not None:
-        emails.send_report_ready(user.email, report)
+    if user is None:
+        return
+    params = report.parameters
+    email = emails.report_ready(
+        report_id=report.id, row_count=report.row_count, date_from=params["date_from"], date_to=params["date_to"]
+    )
+    send_email(email.subject, user.email, email.text, email.html)
 
 
 def get_report_for(user: User, report_id: int) -> UserReportHistory:
