@@ -164,3 +164,6 @@ def test_the_openapi_document_says_what_an_address_takes(client):
     }
     assert {"AE", "GB", "US"} <= set(fields["country"]["enum"])
     assert "shipping_address" in schemas["OrderCreate"]["required"]
+    # The answer's address: that schema or null (no "any object" a generated client would allow).
+    answered = schemas["Order"]["properties"]["shipping_address"]
+    assert (answered["allOf"], answered["nullable"]) == ([{"$ref": "#/components/schemas/ShippingAddress"}], True)
