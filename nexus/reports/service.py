@@ -117,23 +117,19 @@ def _chunks_of_sales(store_id: int, date_from: date, date_to: date) -> Iterator[
         yield from result.partitions()
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _inert(text: str | None) -> str | None:
-    """Text a buyer typed, as a spreadsheet will show it rather than run it."""
-    return f"'{text}" if text and text.startswith(FORMULA_STARTS) else text
+FORMULA_STARTS = "=+-@\t\r"
+NO_ADDRESS: dict[str, Any] = {}
 
 
 def _csv_row(row: Row) -> tuple:
-    address = row.shipping_address or {}
+    typed = (row.buyer_email, *map((row.shipping_address or NO_ADDRESS).get, ADDRESS_FIELDS))
     return (
         row.order_id,
         row.created_at.isoformat(),
         row.paid_at.isoformat(),
         *row[3 : len(COLUMNS)],
-        _inert(row.buyer_email),
-        *(_inert(address.get(field)) for field in ADDRESS_FIELDS),
+        # What a buyer typed, as a spreadsheet will show it rather than run it.
+        *[f"'{text}" if text and text[0] in FORMULA_STARTS else text for text in typed],
     )
 
 
