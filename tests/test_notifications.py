@@ -26,6 +26,7 @@ from tests.stripe_helpers import (
     register_webhook,
 )
 from tests.test_emails import Inbox, mail_app, plain_text
+from tests.test_worker import QUEUE_URL, start_worker, stop
 
 SENDER = "Nexus <no-reply@localhost>"  # MAIL_DEFAULT_SENDER of the test settings
 ADDRESS = shipping_address(line2="Apartment 804", postal_code="00000", phone="+971 50 123 4567")
@@ -337,3 +338,29 @@ def test_the_owner_reads_the_order_to_fulfil_from_a_real_mail_server(database_ur
     for said in (f"2 x {teapot.name} at 15.00 USD: 30.00 USD", "Marina Walk 12", "Buyer: buyer@example.com"):
         assert said in text
     eventually(lambda: len(inbox.messages) == 2)  # and the buyer's receipt
+
+
+@pytest.mark.postgres  # the deployed worker on the Redis queue, as tests/test_worker.py runs it
+def test_the_job_worker_as_deployed_sends_the_order_emails(database_url, smtp, buyer, teapot):
+    port, inbox = smtp
+    namespace = f"nexus-test-{uuid.uuid4().hex[:8]}"
+    worker = start_worker(database_url, namespace, port)
+    try:
+        queued = {
+            "BROKER_URL": QUEUE_URL,
+            "BROKER_NAMESPACE": namespace,
+            "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+        }
+        web = create_app(app_environ(database_url, **queued)).test_client()  # hands its jobs to the worker
+        body = {"items": [{"product_id": teapot.id, "quantity": 1}], "shipping_address": ADDRESS}
+        order = web.post("/api/v1/orders", headers=buyer.headers, json=body).get_json()
+
+        pay(web, order)
+
+        delivered = eventually(lambda: len(inbox.messages) == 2 and inbox.messages, seconds=30)
+    finally:
+        stop(worker)
+    assert sorted((message["To"], message["Subject"]) for message in delivered) == [
+        ("buyer@example.com", f"Your receipt for Nexus order #{order['id']}"),
+        ("owner@example.com", f"Order #{order['id']} is paid: ready to fulfil"),
+    ]
