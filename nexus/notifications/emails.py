@@ -149,9 +149,10 @@ def refunded(order: Order, store_name: str, *, amount: int, refunded_total: int)
 def cancelled(order: Order, store_name: str, *, by: str) -> Email:
     """Cancelled by the store (`by="store"`) or by Nexus's admins (`by="admin"`)."""
     who = store_name if by == "store" else "Nexus"
+    which = f"#{order.id}" if by == "store" else f"#{order.id} from {store_name}"
     return _news(
         f"Your Nexus order #{order.id} was cancelled",
-        f"{who} cancelled your order #{order.id} from {store_name} before it was paid. Nothing was charged.",
+        f"{who} cancelled your order {which} before it was paid. Nothing was charged.",
     )
 
 
@@ -171,7 +172,7 @@ def to_fulfil(order: Order, store_name: str) -> Email:
     intro = f"Order #{order.id} at {store_name} is paid and ready to fulfil."
     buyer = f"Buyer: {order.buyer_email}"
     note = f"Note from the buyer: {order.note}" if order.note else ""
-    after = f"Once it leaves, mark it fulfilled, then shipped (POST /api/v1/orders/{order.id}/status)."
+    after = "Once it leaves, mark it fulfilled, then shipped, in your store's orders; we tell the buyer it shipped."
     text = (
         f"Hello,\n\n{intro}\n\n{_lines_text(order)}\n\nShip to:\n{_address_text(order)}\n\n{buyer}\n"
         + (f"{note}\n" if note else "")
