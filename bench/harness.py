@@ -8,7 +8,8 @@
   runs in, for other processes of the project (`environ`); all with the per-buyer order limits
   and the catalog's per-IP limit raised (`RAISED_LIMITS`);
 - wrk loading a list of raw HTTP requests, one Lua script for all (`raw`, `wrk`, `result`);
-- Stripe webhook signing with the secret the served project is given (`signed`, `STRIPE`).
+- Stripe webhook signing with the secret the served project is given (`signed`, `STRIPE`);
+- the shipping address bench orders are placed with (`SHIPPING_ADDRESS`, as the API answers it).
 
 Run the benchmarks as modules from the project root (`python -m bench.orders`), as
 `make bench` does, so that `nexus` and `bench` import without touching `sys.path`.
@@ -45,6 +46,17 @@ STRIPE = {"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}  # serve(..., env=STRIPE) for
 # A few bench buyers place thousands of orders, and wrk reads the catalog from one IP thousands of
 # times a second: the limits are tested, not benchmarked. They still count every request, so
 # their bookkeeping is in the numbers.
+# Every field filled in, as a buyer's order carries it (and a report row, an email, shows it).
+SHIPPING_ADDRESS = {
+    "name": "Bench Buyer",
+    "line1": "Marina Walk 12",
+    "line2": "Apartment 804",
+    "city": "Dubai",
+    "region": "Dubai",
+    "postal_code": "00000",
+    "country": "AE",
+    "phone": "+971 50 123 4567",
+}
 RAISED_LIMITS = {
     "ORDER_MAX_OPEN_PER_BUYER": "1000000000",
     "ORDER_RATE_LIMIT_PER_USER": "1000000000 per hour",

@@ -37,6 +37,7 @@ usage: python -m bench.mixed [--harness DIR] [--database-url URL] [--seconds S] 
 
 import email
 import http.client
+import json
 import math
 import random
 import re
@@ -124,8 +125,10 @@ def sign_ins(database_url: str, run: str) -> tuple[list[str], list[str]]:
 
 
 ORDERS_TO_PAY = text("""
-    INSERT INTO orders (buyer_id, store_id, status, subtotal, total, currency, note, expires_at, created_at, updated_at)
-    SELECT :buyer, :store, 'pending_payment', 1000, 1000, :currency, :note, now() + interval '1 day', now(), now()
+    INSERT INTO orders (buyer_id, store_id, status, subtotal, total, currency, note, shipping_address, expires_at,
+                        created_at, updated_at)
+    SELECT :buyer, :store, 'pending_payment', 1000, 1000, :currency, :note, CAST(:address AS JSON),
+           now() + interval '1 day', now(), now()
     FROM generate_series(1, :count)
 """)
 PAYMENTS_OF_THEM = text("""
@@ -144,6 +147,7 @@ def webhook_deliveries(database_url: str, run: str, rng: random.Random) -> tuple
         store = db.session.execute(select(Store.id, Store.owner_id, Store.currency).limit(1)).one()
         buyer = db.session.scalar(select(User.id).where(User.id != store.owner_id).limit(1))
         params = {"buyer": buyer, "store": store.id, "currency": store.currency, "note": note, "count": PAYMENTS}
+        params["address"] = json.dumps(harness.SHIPPING_ADDRESS)
         db.session.execute(ORDERS_TO_PAY, params)
         db.session.execute(PAYMENTS_OF_THEM, {"prefix": f"pi_mixed_{run}_", "note": note})
         db.session.commit()

@@ -57,7 +57,9 @@ def _user(email: str):
 def _delivered(buyer, product: Product, quantity: int, refunded: int, run: str) -> Order:
     """An order placed, paid (`refunded` of it given back), shipped and then delivered through the
     service, so its transfer falls due as in production."""
-    order, _ = orders.place_order(buyer, items=[{"product_id": product.id, "quantity": quantity}])
+    order, _ = orders.place_order(
+        buyer, items=[{"product_id": product.id, "quantity": quantity}], shipping_address=harness.SHIPPING_ADDRESS
+    )
     db.session.add(
         Payment(
             order_id=order.id,

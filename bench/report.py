@@ -43,8 +43,10 @@ from nexus.users.service import get_or_create_user
 YEAR = {"date_from": "2026-01-01", "date_to": "2026-12-31"}
 ORDERS = text("""
     INSERT INTO orders
-        (buyer_id, store_id, status, subtotal, total, currency, expires_at, paid_at, created_at, updated_at)
-    SELECT :buyer, :store, status, 1200 + (g % 2) * 800, 1200 + (g % 2) * 800, 'usd', at, paid_at, at, at
+        (buyer_id, store_id, status, subtotal, total, currency, shipping_address, expires_at, paid_at, created_at,
+         updated_at)
+    SELECT :buyer, :store, status, 1200 + (g % 2) * 800, 1200 + (g % 2) * 800, 'usd', CAST(:address AS JSON),
+           at, paid_at, at, at
     FROM (
         SELECT g,
                TIMESTAMPTZ '2026-01-01' + (g % 365) * INTERVAL '1 day' + (g % 86400) * INTERVAL '1 second' AS at,
@@ -84,6 +86,7 @@ def prepare(database_url: str, orders: int) -> tuple[int, str]:
         # Every tenth paid order is paid in 2025 (out of range), so `paid` covers both.
         paid = orders * 10 // 9
         params = {"buyer": buyer.id, "store": store.id, "paid": paid, "all": paid + orders // 10}
+        params["address"] = json.dumps(harness.SHIPPING_ADDRESS)
         db.session.execute(ORDERS, params)
         db.session.execute(ITEMS, {"store": store.id, "teapot": teapot.id, "cup": cup.id})
         db.session.commit()

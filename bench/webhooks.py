@@ -77,7 +77,8 @@ def prepare(database_url: str, run: str) -> tuple[list[dict], dict[int, Story]]:
             )
             db.session.commit()
         while len(events) < UNIQUE_EVENTS:
-            order, _ = orders.place_order(buyer, items=[{"product_id": rng.choice(product_ids), "quantity": 1}])
+            line = {"product_id": rng.choice(product_ids), "quantity": 1}
+            order, _ = orders.place_order(buyer, items=[line], shipping_address=harness.SHIPPING_ADDRESS)
             payment = Payment(
                 order_id=order.id,
                 user_id=buyer.id,

@@ -19,6 +19,7 @@ from nexus.health.routes import blp as health_blp
 from nexus.ids import IdConverter
 from nexus.jobs.broker import init_jobs
 from nexus.logs import configure_logging
+from nexus.notifications.service import init_notifications
 from nexus.openapi import BodyErrors, init_openapi
 from nexus.orders.routes import blp as orders_blp
 from nexus.payments.routes import blp as payments_blp
@@ -76,6 +77,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     init_jwt(jwt)
     mail.init_app(app)
     init_jobs(app)
+    init_notifications()
     cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}}, **CORS_HEADERS)
     around_rate_limit_headers(app, limiter.init_app)
     api.ERROR_SCHEMA = ErrorSchema

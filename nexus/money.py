@@ -209,6 +209,18 @@ def charge_problem(total: int, currency: str) -> str | None:
     return None
 
 
+def formatted(amount: int, currency: str) -> str:
+    """`amount` minor units as people read it, in the currency's minor unit: `1999 usd` is
+    `19.99 USD`, `500 jpy` is `500 JPY`, `1250 kwd` is `1.250 KWD`, `123456 usd` is `1,234.56 USD`."""
+    known = STRIPE_CURRENCIES.get(currency)
+    exponent = known.exponent if known is not None else 2
+    sign, units = ("-" if amount < 0 else ""), abs(amount)
+    if exponent == 0:
+        return f"{sign}{units:,} {currency.upper()}"
+    whole, fraction = divmod(units, 10**exponent)
+    return f"{sign}{whole:,}.{fraction:0{exponent}d} {currency.upper()}"
+
+
 class Currency(fields.String):
     """A currency Stripe charges, as a lowercase ISO 4217 code; upper case is accepted and lowered."""
 

@@ -78,3 +78,8 @@ class PaymentFactory(_Factory):
     amount = 1000
     currency = "aed"
     status = "pending"
+
+
+def shipping_address(**changes: str | None) -> dict[str, str | None]:
+    """A shipping address as a buyer sends it with an order (`changes` replace or add fields)."""
+    return {"name": "Ada Lovelace", "line1": "Marina Walk 12", "city": "Dubai", "country": "AE", **changes}

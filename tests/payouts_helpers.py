@@ -10,6 +10,7 @@ from nexus.jobs.outbox import OutboxJob
 from nexus.payouts.models import PayoutAccount, Transfer
 from nexus.stores.models import Product
 from tests.conftest import eventually
+from tests.factories import shipping_address
 from tests.stripe_helpers import pay_at_stripe
 
 CONNECT_WEBHOOK = "/api/v1/webhooks/stripe-connect"
@@ -18,9 +19,8 @@ CONNECT_WEBHOOK = "/api/v1/webhooks/stripe-connect"
 def place_order(client, buyer, product: Product, quantity: int = 2) -> dict:
     """The buyer's order of `quantity` of `product`, placed over HTTP (this module's one way to
     place an order)."""
-    response = client.post(
-        "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": product.id, "quantity": quantity}]}
-    )
+    body = {"items": [{"product_id": product.id, "quantity": quantity}], "shipping_address": shipping_address()}
+    response = client.post("/api/v1/orders", headers=buyer.headers, json=body)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 

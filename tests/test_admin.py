@@ -12,7 +12,7 @@ from nexus.database import utcnow
 from nexus.jobs.outbox import OutboxJob
 from nexus.orders.models import Order
 from tests.conftest import code_in, wait_for_jobs
-from tests.factories import PaymentFactory, ProductFactory, StoreFactory, UserFactory
+from tests.factories import PaymentFactory, ProductFactory, StoreFactory, UserFactory, shipping_address
 from tests.pages import ids
 from tests.stripe_helpers import deliver, ignored_event, intent_event
 
@@ -193,9 +193,8 @@ def market(client, sign_in, session):
     ada, bob = sign_in("ada@example.com"), sign_in("bob@example.com")
     orders = []
     for buyer, product in ((ada, ProductFactory(store=tea, price=1200)), (bob, ProductFactory(store=pots, price=800))):
-        placed = client.post(
-            "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": product.id, "quantity": 1}]}
-        )
+        body = {"items": [{"product_id": product.id, "quantity": 1}], "shipping_address": shipping_address()}
+        placed = client.post("/api/v1/orders", headers=buyer.headers, json=body)
         assert placed.status_code == 201, placed.get_json()
         orders.append(placed.get_json())
     payments = [

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from nexus.audit import AdminAuditEntry
 from nexus.orders.models import Order
 from nexus.users.models import User
-from tests.factories import ProductFactory, StoreFactory
+from tests.factories import ProductFactory, StoreFactory, shipping_address
 from tests.stripe_helpers import deliver, intent_event, pay_at_stripe
 
 WRITES = {"POST", "PATCH", "PUT", "DELETE"}
@@ -49,14 +49,11 @@ def scene(client, admin, buyer, teapot, order, localstripe, session):
     """What each write acts on: the owner's store and teapot, the buyer's unpaid order and a paid
     one, the admin's own paid order (its payment succeeded at Stripe) and its Stripe event, and
     a store of the admin's own (whose payouts only its owner sets up)."""
-    placed = client.post(
-        "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": teapot.id, "quantity": 1}]}
-    )
+    line = {"items": [{"product_id": teapot.id, "quantity": 1}], "shipping_address": shipping_address()}
+    placed = client.post("/api/v1/orders", headers=buyer.headers, json=line)
     paid = placed.get_json()
     session.execute(update(Order).where(Order.id == paid["id"]).values(status="paid"))
-    mine = client.post(
-        "/api/v1/orders", headers=admin.headers, json={"items": [{"product_id": teapot.id, "quantity": 1}]}
-    )
+    mine = client.post("/api/v1/orders", headers=admin.headers, json=line)
     assert mine.status_code == 201, mine.get_json()
     started = client.post(f"/api/v1/orders/{mine.get_json()['id']}/payment", headers=admin.headers)
     assert started.status_code == 201, started.get_json()
@@ -83,7 +80,10 @@ def test_every_admin_write_through_any_endpoint_lands_in_the_audit_log(app, clie
     other = ProductFactory(store=teapot.store, price=700, stock=2)
     # Each write route, made as the admin: (path, body); orders first, before the store closes.
     requests = {
-        ("POST", "/api/v1/orders"): ("/api/v1/orders", {"items": [{"product_id": scene["spare"], "quantity": 1}]}),
+        ("POST", "/api/v1/orders"): (
+            "/api/v1/orders",
+            {"items": [{"product_id": scene["spare"], "quantity": 1}], "shipping_address": shipping_address()},
+        ),
         ("POST", "/api/v1/orders/{order_id}/status"): (
             f"/api/v1/orders/{scene['paid']}/status",
             {"status": "fulfilled"},

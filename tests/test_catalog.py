@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from nexus.stores.models import Product
 from nexus.users.models import User
-from tests.factories import ProductFactory, StoreFactory
+from tests.factories import ProductFactory, StoreFactory, shipping_address
 from tests.pages import ids, walk
 
 CATALOG = "/api/v1/products"
@@ -207,7 +207,7 @@ def test_in_stock_means_units_left_that_no_order_holds(client, owner, buyer, ses
     store = StoreFactory(owner=session.get(User, owner.user["id"]))
     held, left = ProductFactory(store=store, stock=2), ProductFactory(store=store, stock=3)
     for product in (held, left):
-        lines = {"items": [{"product_id": product.id, "quantity": 2}]}
+        lines = {"items": [{"product_id": product.id, "quantity": 2}], "shipping_address": shipping_address()}
         assert client.post("/api/v1/orders", headers=buyer.headers, json=lines).status_code == 201
     # The owner counts 2 on the shelf: both are held by the unpaid order.
     assert client.patch(f"{CATALOG}/{held.id}", headers=owner.headers, json={"stock": 2}).status_code == 200

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, text
 from nexus import create_app
 from nexus.extensions import db
 from tests.conftest import app_environ, eventually, free_port, within
-from tests.factories import PaymentFactory, ProductFactory
+from tests.factories import PaymentFactory, ProductFactory, shipping_address
 from tests.stripe_helpers import deliver, intent_event
 
 CONFLICTED = "Another request was changing the same data; retry in a moment."
@@ -79,7 +79,8 @@ def test_a_deadlock_while_placing_an_order_is_a_503_to_retry(client, buyer, teap
     cup = ProductFactory(store=teapot.store, price=500, stock=4)
     first, second = sorted((teapot.id, cup.id))  # an order takes its products' stock in id order
     holder.execute(text("UPDATE products SET stock = stock WHERE id = :id"), {"id": second})
-    body = {"items": [{"product_id": teapot.id, "quantity": 1}, {"product_id": cup.id, "quantity": 1}]}
+    lines = [{"product_id": teapot.id, "quantity": 1}, {"product_id": cup.id, "quantity": 1}]
+    body = {"items": lines, "shipping_address": shipping_address()}
 
     with caplog.at_level(logging.INFO), ThreadPoolExecutor(1) as pool:
         placing = pool.submit(client.post, "/api/v1/orders", headers=buyer.headers, json=body)

@@ -36,7 +36,7 @@ from nexus.orders.models import Order
 from nexus.payments.models import Payment, PaymentEventAudit
 from nexus.stores.models import Product
 from tests.conftest import app_environ, eventually, free_port, wait_for_jobs
-from tests.factories import AdminFactory, PaymentFactory, ProductFactory, StoreFactory
+from tests.factories import AdminFactory, PaymentFactory, ProductFactory, StoreFactory, shipping_address
 from tests.stripe_helpers import STRIPE_WEBHOOK_SECRET, intent_event, sign_stripe_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,9 +381,8 @@ def test_one_event_delivered_to_both_instances_at_once_is_applied_once(a, b, ses
     rounds, senders = 3, 8  # each event: 4 deliveries to A and 4 to B, released together
 
     for _ in range(rounds):
-        order = a.post(
-            "/api/v1/orders", {"items": [{"product_id": product.id, "quantity": 2}]}, token=buyer["access_token"]
-        )
+        body = {"items": [{"product_id": product.id, "quantity": 2}], "shipping_address": shipping_address()}
+        order = a.post("/api/v1/orders", body, token=buyer["access_token"])
         assert order.status == 201, order.body
         payment = PaymentFactory(
             order_id=order.body["id"], user_id=order.body["buyer_id"], amount=order.body["total"], currency="usd"

@@ -9,7 +9,7 @@ import pytest
 
 from nexus.logs import JsonFormatter
 from tests.conftest import code_in, eventually
-from tests.factories import ProductFactory, StoreFactory
+from tests.factories import ProductFactory, StoreFactory, shipping_address
 from tests.stripe_helpers import STRIPE_WEBHOOK_SECRET, pay_at_stripe, register_webhook
 
 
@@ -33,9 +33,8 @@ def test_a_sign_in_and_a_card_payment_leave_no_secret_in_the_logs(
         "/api/v1/auth/refresh", headers={"Authorization": f"Bearer {tokens['refresh_token']}"}
     ).get_json()
     bearer = {"Authorization": f"Bearer {refreshed['access_token']}"}
-    order = client.post(
-        "/api/v1/orders", headers=bearer, json={"items": [{"product_id": teapot.id, "quantity": 1}]}
-    ).get_json()
+    body = {"items": [{"product_id": teapot.id, "quantity": 1}], "shipping_address": shipping_address()}
+    order = client.post("/api/v1/orders", headers=bearer, json=body).get_json()
     started = client.post(f"/api/v1/orders/{order['id']}/payment", headers=bearer).get_json()
     pay_at_stripe(localstripe, started["payment"]["provider_payment_id"])
     eventually(lambda: client.get(f"/api/v1/orders/{order['id']}", headers=bearer).get_json()["status"] == "paid")

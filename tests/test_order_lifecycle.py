@@ -14,7 +14,7 @@ from nexus.payments.models import Payment
 from nexus.stores.models import Product
 from nexus.users.models import User
 from tests.conftest import app_environ, expire_stale
-from tests.factories import PaymentFactory, ProductFactory, StoreFactory
+from tests.factories import PaymentFactory, ProductFactory, StoreFactory, shipping_address
 from tests.stripe_helpers import deliver, intent_event, refund_event
 
 ALL = [status.value for status in OrderStatus]
@@ -40,9 +40,8 @@ def order_in(client, buyer, teapot, session, bearer_for):
 
     def order_in(status: str, **extra_headers: str) -> dict:
         headers = {**bearer_for(buyer.user["id"]), **extra_headers}
-        order = client.post(
-            "/api/v1/orders", headers=headers, json={"items": [{"product_id": teapot.id, "quantity": 2}]}
-        )
+        body = {"items": [{"product_id": teapot.id, "quantity": 2}], "shipping_address": shipping_address()}
+        order = client.post("/api/v1/orders", headers=headers, json=body)
         assert order.status_code == 201, order.get_json()
         session.execute(update(Order).where(Order.id == order.get_json()["id"]).values(status=status))
         return order.get_json()

@@ -12,7 +12,7 @@ from nexus.orders.models import IdempotencyKey, Order
 from nexus.stores.models import Product, Store
 from nexus.users.models import User
 from tests.conftest import app_environ
-from tests.factories import ProductFactory, StoreFactory
+from tests.factories import ProductFactory, StoreFactory, shipping_address
 from tests.pages import walk
 
 ORDERS = "/api/v1/orders"
@@ -37,12 +37,14 @@ def order_count(session) -> int:
     return session.scalar(select(func.count()).select_from(Order))
 
 
-def body(*lines) -> dict:
-    return {"items": [{"product_id": product.id, "quantity": quantity} for product, quantity in lines]}
+def body(*lines, **extra) -> dict:
+    """An order's body: the lines, the usual address, and `extra` fields."""
+    items = [{"product_id": product.id, "quantity": quantity} for product, quantity in lines]
+    return {"items": items, "shipping_address": shipping_address(), **extra}
 
 
 def place(client, who, *lines, **extra):
-    return client.post(ORDERS, headers=who.headers, json={**body(*lines), **extra})
+    return client.post(ORDERS, headers=who.headers, json=body(*lines, **extra))
 
 
 def test_an_order_snapshots_prices_totals_and_reserves_stock(client, buyer, shop, session):
@@ -111,7 +113,8 @@ def test_unavailable_products_are_a_422_and_reserve_nothing(client, buyer, shop,
         response = place(client, buyer, *lines)
         assert response.status_code == 422, lines
         assert "items" in response.get_json()["errors"]["json"]
-    missing = client.post(ORDERS, headers=buyer.headers, json={"items": [{"product_id": 999_999, "quantity": 1}]})
+    unknown = {"items": [{"product_id": 999_999, "quantity": 1}], "shipping_address": shipping_address()}
+    missing = client.post(ORDERS, headers=buyer.headers, json=unknown)
     assert missing.status_code == 422
     assert available(session, teapot, cup) == [5, 10]
     assert order_count(session) == 0
@@ -141,7 +144,10 @@ def test_nobody_buys_from_their_own_store(client, owner, shop, session):
     ],
 )
 def test_malformed_orders_are_a_422(client, buyer, body):
-    assert client.post(ORDERS, headers=buyer.headers, json=body).status_code == 422
+    response = client.post(ORDERS, headers=buyer.headers, json={**body, "shipping_address": shipping_address()})
+
+    assert response.status_code == 422
+    assert "shipping_address" not in response.get_json()["errors"]["json"]
 
 
 def test_merged_lines_over_1000_are_a_422(client, buyer, shop):
@@ -227,12 +233,8 @@ def test_the_same_key_and_body_answer_the_original_order(client, buyer, shop, se
     _, (teapot, _, _) = shop
     key = {"Idempotency-Key": "order-7f3a"}
 
-    first = client.post(
-        ORDERS, headers={**buyer.headers, **key}, json={"items": [{"product_id": teapot.id, "quantity": 2}]}
-    )
-    again = client.post(
-        ORDERS, headers={**buyer.headers, **key}, json={"items": [{"product_id": teapot.id, "quantity": 2}]}
-    )
+    first = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((teapot, 2)))
+    again = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((teapot, 2)))
 
     assert first.status_code == again.status_code == 201
     assert "Idempotent-Replayed" not in first.headers
@@ -245,11 +247,9 @@ def test_the_same_key_and_body_answer_the_original_order(client, buyer, shop, se
 def test_the_same_key_with_another_body_is_a_422(client, buyer, shop, session):
     _, (teapot, _, _) = shop
     key = {"Idempotency-Key": "order-7f3a"}
-    client.post(ORDERS, headers={**buyer.headers, **key}, json={"items": [{"product_id": teapot.id, "quantity": 2}]})
+    client.post(ORDERS, headers={**buyer.headers, **key}, json=body((teapot, 2)))
 
-    response = client.post(
-        ORDERS, headers={**buyer.headers, **key}, json={"items": [{"product_id": teapot.id, "quantity": 1}]}
-    )
+    response = client.post(ORDERS, headers={**buyer.headers, **key}, json=body((teapot, 1)))
 
     assert response.status_code == 422
     assert "Idempotency-Key" in response.get_json()["errors"]["headers"]
@@ -346,7 +346,7 @@ def test_a_malformed_key_is_a_422(client, buyer, shop, key):
     response = client.post(
         ORDERS,
         headers={**buyer.headers, "Idempotency-Key": key},
-        json={"items": [{"product_id": teapot.id, "quantity": 1}]},
+        json=body((teapot, 1)),
     )
 
     assert response.status_code == 422

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from nexus.orders.models import Order, OrderItem
 from nexus.stores.models import Product
 from tests.conftest import all_at_once
-from tests.factories import ProductFactory, StoreFactory, UserFactory
+from tests.factories import ProductFactory, StoreFactory, UserFactory, shipping_address
 
 pytestmark = pytest.mark.postgres
 
@@ -19,7 +19,10 @@ ORDERS = "/api/v1/orders"
 
 
 def order_lines(*lines: tuple[Product, int]) -> dict:
-    return {"items": [{"product_id": product.id, "quantity": quantity} for product, quantity in lines]}
+    return {
+        "items": [{"product_id": product.id, "quantity": quantity} for product, quantity in lines],
+        "shipping_address": shipping_address(),
+    }
 
 
 def counts(session, product: Product) -> tuple[int, int]:

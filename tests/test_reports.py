@@ -14,13 +14,20 @@ from nexus import create_app
 from nexus.reports import service as reports
 from nexus.users.models import User
 from tests.conftest import app_environ, eventually
-from tests.factories import PaymentFactory, ProductFactory, StoreFactory
+from tests.factories import PaymentFactory, ProductFactory, StoreFactory, shipping_address
 from tests.stripe_helpers import deliver, intent_event, refund_event
 from tests.test_catalog import plan_nodes
 
 COLUMNS = [
     "order_id", "created_at", "paid_at", "status", "item_count", "subtotal", "total", "refunded", "net", "currency",
+    "buyer_email", "ship_name", "ship_line1", "ship_line2", "ship_city", "ship_region", "ship_postal_code",
+    "ship_country", "ship_phone",
 ]  # fmt: skip
+# The address every order of these tests is placed with, as orders answer it.
+ADDRESS = {
+    "name": "Ada Lovelace", "line1": "Marina Walk 12", "line2": None, "city": "Dubai", "region": None,
+    "postal_code": None, "country": "AE", "phone": None,
+}  # fmt: skip
 MARCH = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
 
 
@@ -33,10 +40,11 @@ def teapots(owner, session):
 
 @pytest.fixture
 def place(client, buyer):
-    """Place an order for `quantity` of `product`, as the buyer, over HTTP."""
+    """Place an order for `quantity` of `product`, as the buyer, over HTTP (to `address` if given)."""
 
-    def place(product, quantity: int = 1) -> dict:
-        body = {"items": [{"product_id": product.id, "quantity": quantity}]}
+    def place(product, quantity: int = 1, address: dict | None = None) -> dict:
+        items = [{"product_id": product.id, "quantity": quantity}]
+        body = {"items": items, "shipping_address": address or shipping_address()}
         response = client.post("/api/v1/orders", headers=buyer.headers, json=body)
         assert response.status_code == 201, response.get_json()
         return response.get_json()
@@ -48,8 +56,8 @@ def place(client, buyer):
 def paid(client, buyer, place, session):
     """An order placed now and paid at `at`, through a signed Stripe webhook sent at that time."""
 
-    def paid(product, at: datetime, quantity: int = 1) -> dict:
-        order = place(product, quantity)
+    def paid(product, at: datetime, quantity: int = 1, address: dict | None = None) -> dict:
+        order = place(product, quantity, address)
         payment = PaymentFactory(
             order_id=order["id"], user_id=order["buyer_id"], amount=order["total"], currency=order["currency"]
         )
@@ -113,6 +121,8 @@ def test_a_csv_report_holds_exactly_the_orders_paid_in_the_range(client, owner, 
             "refunded": "0",
             "net": str(order["total"]),
             "currency": "usd",
+            "buyer_email": "buyer@example.com",
+            **{f"ship_{field}": value or "" for field, value in ADDRESS.items()},
         }
         for order, quantity in expected
     ]
@@ -137,8 +147,61 @@ def test_a_json_report_has_the_same_rows_typed(client, owner, teapots, paid):
             "refunded": 0,
             "net": order["total"],
             "currency": "usd",
+            "buyer_email": "buyer@example.com",
+            "shipping_address": ADDRESS,
         }
     ]
+
+
+FULL_ADDRESS = {
+    "name": "Grace Hopper", "line1": "Harbour Road 3", "line2": "Unit 9", "city": "Sharjah", "region": "Sharjah",
+    "postal_code": "61001", "country": "AE", "phone": "+971 50 765 4321",
+}  # fmt: skip
+
+
+def test_a_csv_report_ends_each_row_with_the_buyers_email_and_the_address_a_column_a_field(
+    client, owner, teapots, paid, session
+):
+    addressed = paid(teapots, march(6), address=FULL_ADDRESS)
+    older = paid(teapots, march(7))
+    session.execute(text("UPDATE orders SET shipping_address = NULL WHERE id = :id"), {"id": older["id"]})
+
+    report = built_report(client, owner, teapots.store_id, format="csv", **MARCH)
+    rows = list(csv.DictReader(io.StringIO(download(client, owner, report).get_data(as_text=True))))
+
+    contact = {name: row[name] for row in rows[:1] for name in COLUMNS[10:]}
+    address = {f"ship_{field}": value for field, value in FULL_ADDRESS.items()}
+    assert contact == {"buyer_email": "buyer@example.com", **address, "ship_phone": "'+971 50 765 4321"}
+    assert rows[0]["order_id"] == str(addressed["id"])
+    assert rows[1]["order_id"] == str(older["id"])  # placed before addresses: its ship_ cells are empty
+    assert {name: rows[1][name] for name in COLUMNS[11:]} == dict.fromkeys(COLUMNS[11:], "")
+
+
+def test_a_json_report_nests_the_address_and_has_null_for_orders_placed_before_addresses(
+    client, owner, teapots, paid, session
+):
+    addressed, older = paid(teapots, march(6), address=FULL_ADDRESS), paid(teapots, march(7))
+    session.execute(text("UPDATE orders SET shipping_address = NULL WHERE id = :id"), {"id": older["id"]})
+
+    report = built_report(client, owner, teapots.store_id, format="json", **MARCH)
+    rows = {row["order_id"]: row for row in download(client, owner, report).get_json()}
+
+    assert rows[addressed["id"]]["shipping_address"] == FULL_ADDRESS
+    assert rows[older["id"]]["shipping_address"] is None
+    assert {row["buyer_email"] for row in rows.values()} == {"buyer@example.com"}
+
+
+def test_what_a_buyer_typed_never_starts_a_formula_in_the_csv(client, owner, teapots, paid):
+    formula = '=HYPERLINK("http://evil.example","click")'
+    paid(teapots, march(8), address=shipping_address(name=formula, line1="@SUM(A1:A9)", phone="+971 50 123 4567"))
+
+    report = built_report(client, owner, teapots.store_id, format="csv", **MARCH)
+    [row] = csv.DictReader(io.StringIO(download(client, owner, report).get_data(as_text=True)))
+
+    assert (row["ship_name"], row["ship_line1"], row["ship_phone"]) == (
+        f"'{formula}", "'@SUM(A1:A9)", "'+971 50 123 4567",
+    )  # fmt: skip
+    assert row["ship_city"] == "Dubai"
 
 
 def test_a_partial_refund_shows_as_refunded_and_lowers_net_in_csv(client, owner, teapots, paid):
@@ -327,6 +390,7 @@ def test_the_sales_report_reads_orders_and_their_refunds_through_indexes(client,
     [orders_scan] = scans_of("orders")
     assert orders_scan != "Seq Scan", nodes
     assert scans_of("payments") == ["Index Scan"], nodes
+    assert scans_of("users") == ["Index Scan"], nodes  # the buyer's email, by primary key
 
 
 def test_its_user_gets_an_email_when_the_report_is_ready(client, owner, teapots, paid, outbox):

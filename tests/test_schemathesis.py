@@ -29,7 +29,7 @@ from nexus.extensions import db
 from nexus.orders.models import Order
 from nexus.users.models import User
 from tests.conftest import app_environ
-from tests.factories import AdminFactory, ProductFactory, StoreFactory, UserFactory
+from tests.factories import AdminFactory, ProductFactory, StoreFactory, UserFactory, shipping_address
 from tests.stripe_helpers import WEBHOOK, deliver, ignored_event
 
 CUSTOMER, ADMIN = 1, 2
@@ -100,7 +100,11 @@ def market(client, session, bearer_for) -> None:
     ProductFactory.create_batch(2, store=own)
     buyer = bearer_for(customer.id)
     orders = [
-        client.post("/api/v1/orders", headers=buyer, json={"items": [{"product_id": product.id, "quantity": 1}]})
+        client.post(
+            "/api/v1/orders",
+            headers=buyer,
+            json={"items": [{"product_id": product.id, "quantity": 1}], "shipping_address": shipping_address()},
+        )
         for product in ProductFactory.create_batch(3, store=theirs)
     ]
     assert client.post("/api/v1/orders/1/payment", headers=buyer).status_code == 201
@@ -144,7 +148,12 @@ def test_as_an_admin(case, app, market):
 FOUND = {
     "an id past INTEGER in a path": ("GET", "/api/v1/stores/99999999999999999999", None, 404),
     "an id past INTEGER in a query": ("GET", "/api/v1/products?store_id=9223372036854775808", None, 422),
-    "an id past INTEGER in a body": ("POST", "/api/v1/orders", {"items": [{"product_id": 2**63, "quantity": 1}]}, 422),
+    "an id past INTEGER in a body": (
+        "POST",
+        "/api/v1/orders",
+        {"items": [{"product_id": 2**63, "quantity": 1}], "shipping_address": shipping_address()},
+        422,
+    ),
     "a NUL in a query": ("GET", "/api/v1/stores?q=%00", None, 422),
     "a NUL in a body": ("PATCH", "/api/v1/stores/1", {"description": "\x00"}, 422),
     "a report ending past the calendar": (

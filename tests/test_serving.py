@@ -28,7 +28,7 @@ from nexus.payments import gateway
 from nexus.payments.models import Payment
 from nexus.users.models import User
 from tests.conftest import app_environ, eventually, free_port
-from tests.factories import ProductFactory, StoreFactory
+from tests.factories import ProductFactory, StoreFactory, shipping_address
 from tests.test_deploy import ROOT, WEB, blueprint_environ
 
 CATALOG_REQUESTS = 200
@@ -171,9 +171,8 @@ def test_a_worker_that_times_out_says_so_in_one_json_line_naming_its_pid(
     # never answers holds it past a 2 s timeout, and gunicorn kills it.
     store = StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
     product = ProductFactory(store=store, price=1500, stock=1)
-    order = client.post(
-        "/api/v1/orders", headers=buyer.headers, json={"items": [{"product_id": product.id, "quantity": 1}]}
-    ).get_json()["id"]
+    body = {"items": [{"product_id": product.id, "quantity": 1}], "shipping_address": shipping_address()}
+    order = client.post("/api/v1/orders", headers=buyer.headers, json=body).get_json()["id"]
     environ = production_environ(
         database_url,
         STRIPE_API_BASE=silent_server.url,
@@ -216,7 +215,7 @@ def test_a_hung_stripe_answers_payments_a_json_502_in_time_and_the_catalog_keeps
 ):
     store = StoreFactory(owner=session.get(User, owner.user["id"]), currency="usd")
     product = ProductFactory(store=store, price=1500, stock=10)
-    line = {"items": [{"product_id": product.id, "quantity": 1}]}
+    line = {"items": [{"product_id": product.id, "quantity": 1}], "shipping_address": shipping_address()}
     orders = [client.post("/api/v1/orders", headers=buyer.headers, json=line).get_json()["id"] for _ in range(4)]
     environ = production_environ(database_url, STRIPE_API_BASE=silent_server.url)
     bearer = {"Authorization": f"Bearer {access_token_for(environ, database_url, buyer.user['id'])}"}

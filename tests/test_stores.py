@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import update
 
 from nexus.users.models import User
-from tests.factories import StoreFactory, UserFactory
+from tests.factories import StoreFactory, UserFactory, shipping_address
 from tests.pages import walk
 
 STORES = "/api/v1/stores"
@@ -226,7 +226,7 @@ def test_a_deactivated_sellers_stores_are_off_sale_until_reactivated(client, own
         f"{STORES}/{store_id}/products",
         f"/api/v1/products/{product_id}",
     ]
-    order = {"items": [{"product_id": product_id, "quantity": 1}]}
+    order = {"items": [{"product_id": product_id, "quantity": 1}], "shipping_address": shipping_address()}
     set_active(session, owner.user["id"], False)
 
     assert client.get("/api/v1/products").get_json()["items"] == []

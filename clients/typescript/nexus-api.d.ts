@@ -1498,7 +1498,7 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description The report's file: CSV with a header row, or a JSON array. */
+                /** @description The report's file: CSV with a header row, or a JSON array. After the contract's columns come `buyer_email` and the shipping address (CSV: `ship_name`, `ship_line1`, `ship_line2`, `ship_city`, `ship_region`, `ship_postal_code`, `ship_country`, `ship_phone`; JSON: `shipping_address`, object or null). */
                 200: {
                     headers: {
                         /** @description attachment; filename=... */
@@ -2351,6 +2351,17 @@ export interface components {
             quantity: number;
             line_total: number;
         };
+        ShippingAddress: {
+            name: string;
+            line1: string;
+            line2: string | null;
+            city: string;
+            region: string | null;
+            postal_code: string | null;
+            /** @description ISO 3166-1 alpha-2, upper case. */
+            country: string;
+            phone: string | null;
+        };
         Order: {
             id: number;
             buyer_id: number;
@@ -2362,6 +2373,13 @@ export interface components {
             total: number;
             currency: string;
             note: string | null;
+            /** @description As given when the order was placed; null for orders placed before addresses were. */
+            shipping_address: components["schemas"]["ShippingAddress"] | null;
+            /**
+             * Format: email
+             * @description So the store can reach the buyer (only they, the owner and admins see orders).
+             */
+            buyer_email: string;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -2385,10 +2403,37 @@ export interface components {
             product_id: number;
             quantity: number;
         };
+        ShippingAddressCreate: {
+            /**
+             * @description Who receives the parcel.
+             * @example Ada Lovelace
+             */
+            name: string;
+            /** @example Marina Walk 12, Apt 804 */
+            line1: string;
+            line2?: string | null;
+            /** @example Dubai */
+            city: string;
+            /** @description State, province, emirate or county. */
+            region?: string | null;
+            postal_code?: string | null;
+            /**
+             * @description ISO 3166-1 alpha-2, answered in upper case.
+             * @example AE
+             * @enum {string}
+             */
+            country: "AD" | "AE" | "AF" | "AG" | "AI" | "AL" | "AM" | "AO" | "AQ" | "AR" | "AS" | "AT" | "AU" | "AW" | "AX" | "AZ" | "BA" | "BB" | "BD" | "BE" | "BF" | "BG" | "BH" | "BI" | "BJ" | "BL" | "BM" | "BN" | "BO" | "BQ" | "BR" | "BS" | "BT" | "BV" | "BW" | "BY" | "BZ" | "CA" | "CC" | "CD" | "CF" | "CG" | "CH" | "CI" | "CK" | "CL" | "CM" | "CN" | "CO" | "CR" | "CU" | "CV" | "CW" | "CX" | "CY" | "CZ" | "DE" | "DJ" | "DK" | "DM" | "DO" | "DZ" | "EC" | "EE" | "EG" | "EH" | "ER" | "ES" | "ET" | "FI" | "FJ" | "FK" | "FM" | "FO" | "FR" | "GA" | "GB" | "GD" | "GE" | "GF" | "GG" | "GH" | "GI" | "GL" | "GM" | "GN" | "GP" | "GQ" | "GR" | "GS" | "GT" | "GU" | "GW" | "GY" | "HK" | "HM" | "HN" | "HR" | "HT" | "HU" | "ID" | "IE" | "IL" | "IM" | "IN" | "IO" | "IQ" | "IR" | "IS" | "IT" | "JE" | "JM" | "JO" | "JP" | "KE" | "KG" | "KH" | "KI" | "KM" | "KN" | "KP" | "KR" | "KW" | "KY" | "KZ" | "LA" | "LB" | "LC" | "LI" | "LK" | "LR" | "LS" | "LT" | "LU" | "LV" | "LY" | "MA" | "MC" | "MD" | "ME" | "MF" | "MG" | "MH" | "MK" | "ML" | "MM" | "MN" | "MO" | "MP" | "MQ" | "MR" | "MS" | "MT" | "MU" | "MV" | "MW" | "MX" | "MY" | "MZ" | "NA" | "NC" | "NE" | "NF" | "NG" | "NI" | "NL" | "NO" | "NP" | "NR" | "NU" | "NZ" | "OM" | "PA" | "PE" | "PF" | "PG" | "PH" | "PK" | "PL" | "PM" | "PN" | "PR" | "PS" | "PT" | "PW" | "PY" | "QA" | "RE" | "RO" | "RS" | "RU" | "RW" | "SA" | "SB" | "SC" | "SD" | "SE" | "SG" | "SH" | "SI" | "SJ" | "SK" | "SL" | "SM" | "SN" | "SO" | "SR" | "SS" | "ST" | "SV" | "SX" | "SY" | "SZ" | "TC" | "TD" | "TF" | "TG" | "TH" | "TJ" | "TK" | "TL" | "TM" | "TN" | "TO" | "TR" | "TT" | "TV" | "TW" | "TZ" | "UA" | "UG" | "UM" | "US" | "UY" | "UZ" | "VA" | "VC" | "VE" | "VG" | "VI" | "VN" | "VU" | "WF" | "WS" | "YE" | "YT" | "ZA" | "ZM" | "ZW";
+            /**
+             * @description For the courier.
+             * @example +971 50 123 4567
+             */
+            phone?: string | null;
+        };
         OrderCreate: {
             /** @description 1 to 100 lines, all products of one store; lines of the same product are merged. */
             items: components["schemas"]["OrderLine"][];
             note?: string | null;
+            shipping_address: components["schemas"]["ShippingAddressCreate"];
         };
         OrderStatusChange: {
             /** @enum {string} */
@@ -2454,11 +2499,11 @@ export interface components {
             details_submitted: boolean;
             /** @description What Stripe still needs from the seller (its requirements.currently_due). */
             requirements_due: string[];
-            last_payout: (Record<string, never> | null) | components["schemas"]["Payout"];
+            last_payout: components["schemas"]["Payout"] | null;
         };
         Payouts: {
             /** @description null until onboarding starts. */
-            account: components["schemas"]["PayoutAccount"] | (Record<string, never> | null);
+            account: components["schemas"]["PayoutAccount"] | null;
             currency: string;
             /** @description Due to the store, not yet transferred. */
             pending: number;

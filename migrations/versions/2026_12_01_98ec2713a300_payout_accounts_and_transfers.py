@@ -4,7 +4,7 @@ Each store's Express connected account (its flags as Stripe last said them, and 
 payout), and the transfer each delivered order owes its store. New tables: nothing to move.
 
 Revision ID: 98ec2713a300
-Revises: efae84e51cc2
+Revises: e3d77aa5f8d5
 Create Date: 2026-12-01 10:58:23.970250
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '98ec2713a300'
-down_revision = 'efae84e51cc2'
+down_revision = 'e3d77aa5f8d5'
 branch_labels = None
 depends_on = None
 

@@ -2,8 +2,10 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     ForeignKey,
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from nexus.database import Timestamps, UTCDateTime, utcnow
 from nexus.extensions import db
+from nexus.users.models import User
 
 
 class OrderStatus(StrEnum):
@@ -61,6 +64,9 @@ class Order(Timestamps, db.Model):
     total: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     note: Mapped[str | None] = mapped_column(Text)
+    # Where the goods go, as the buyer gave it when placing the order (every key present, the
+    # optional ones null); null for orders placed before addresses were asked for.
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -72,6 +78,10 @@ class Order(Timestamps, db.Model):
         .order_by(payments.c.id.desc())
         .limit(1)
         .scalar_subquery()
+    )
+    # The buyer's email, read with the order, so the seller can reach the buyer.
+    buyer_email: Mapped[str] = column_property(
+        select(User.email).where(User.id == buyer_id).correlate_except(User).scalar_subquery()
     )
 
 

@@ -137,7 +137,13 @@ def _check_open_orders(buyer: User) -> None:
         raise Conflict(f"You have {limit} orders waiting for payment: pay or cancel one before placing another.")
 
 
-def _place(buyer: User, quantities: dict[int, int], note: str | None, claim: IdempotencyKey | None) -> Order:
+def _place(
+    buyer: User,
+    quantities: dict[int, int],
+    note: str | None,
+    shipping_address: dict[str, str | None],
+    claim: IdempotencyKey | None,
+) -> Order:
     """The order, its stock reserved and its key (if any) pointing at it, in the caller's transaction."""
     products = _for_sale(buyer, quantities)
     lines = [
@@ -167,6 +173,7 @@ def _place(buyer: User, quantities: dict[int, int], note: str | None, claim: Ide
         total=subtotal,  # no tax or shipping yet
         currency=first.currency,
         note=note,
+        shipping_address=shipping_address,
         items=lines,
         created_at=now,
         updated_at=now,
@@ -175,6 +182,7 @@ def _place(buyer: User, quantities: dict[int, int], note: str | None, claim: Ide
     db.session.add(order)
     db.session.flush()
     set_committed_value(order, "payment_status", None)  # a new order has no payment to read back
+    set_committed_value(order, "buyer_email", buyer.email)
     if claim is not None:  # the key and the order commit together
         held = db.session.execute(update(IdempotencyKey).where(IdempotencyKey.id == claim.id).values(order_id=order.id))
         if held.rowcount != 1:  # taken over as abandoned while this request was slow: that one places the order
@@ -182,10 +190,11 @@ def _place(buyer: User, quantities: dict[int, int], note: str | None, claim: Ide
     return order
 
 
-def _fingerprint(quantities: dict[int, int], note: str | None) -> str:
-    """The body as the order sees it: the same lines in any order, or split, are the same body."""
-    lines = sorted(quantities.items())
-    return hashlib.sha256(json.dumps({"lines": lines, "note": note}).encode()).hexdigest()
+def _fingerprint(quantities: dict[int, int], note: str | None, shipping_address: dict[str, str | None]) -> str:
+    """The body as the order sees it: the same lines in any order, or split, are the same body;
+    another note or address is another body."""
+    body = {"lines": sorted(quantities.items()), "note": note, "shipping_address": shipping_address}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _claim(buyer: User, key: str, fingerprint: str) -> IdempotencyKey:
@@ -220,16 +229,22 @@ ORDER_PLACED = ("buyer_id", "store_id", "status", "total", "currency")
 
 
 def place_order(
-    buyer: User, *, items: list[dict[str, int]], note: str | None = None, idempotency_key: str | None = None
+    buyer: User,
+    *,
+    items: list[dict[str, int]],
+    shipping_address: dict[str, str | None],
+    note: str | None = None,
+    idempotency_key: str | None = None,
 ) -> tuple[Order, bool]:
-    """Place an order in `pending_payment` with its stock reserved: `(order, replayed)`, where
-    `replayed` means the key's earlier request had placed it. With a key, the claim on it commits
-    first; if the order then cannot be placed, the claim is dropped so the client may retry."""
+    """Place an order in `pending_payment` with its stock reserved and `shipping_address` (as
+    `ShippingAddressCreateSchema` loads it) kept with it: `(order, replayed)`, where `replayed`
+    means the key's earlier request had placed it. With a key, the claim on it commits first; if
+    the order then cannot be placed, the claim is dropped so the client may retry."""
     quantities = _merged(items)
     claim = None
     if idempotency_key is not None:
         try:
-            claim = _claim(buyer, idempotency_key, _fingerprint(quantities, note))
+            claim = _claim(buyer, idempotency_key, _fingerprint(quantities, note, shipping_address))
         except Exception:
             db.session.rollback()
             raise
@@ -237,7 +252,7 @@ def place_order(
         if claim.order_id is not None:
             return db.session.get(Order, claim.order_id), True
     try:
-        order = _place(buyer, quantities, note, claim)
+        order = _place(buyer, quantities, note, shipping_address, claim)
         audit.record(buyer, "order.place", order, None, audit.snapshot(order, ORDER_PLACED))
         db.session.commit()
     except Exception:
@@ -359,7 +374,9 @@ def forget_idempotency_keys(older_than: datetime) -> int:
 
 @cache
 def _orders_query(filters: frozenset[str]) -> Select:
-    return rows_where(orders, filters).add_columns(Order.payment_status.expression.label("payment_status"))
+    return rows_where(orders, filters).add_columns(
+        Order.payment_status.expression.label("payment_status"), Order.buyer_email.expression.label("buyer_email")
+    )
 
 
 def list_orders(

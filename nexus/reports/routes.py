@@ -15,7 +15,9 @@ blp = Blueprint("reports", __name__, url_prefix="/api/v1", description="Sales re
 
 FILE = {
     "200": {
-        "description": "The report's file: CSV with a header row, or a JSON array.",
+        "description": "The report's file: CSV with a header row, or a JSON array. After the contract's columns "
+        "come `buyer_email` and the shipping address (CSV: `ship_name`, `ship_line1`, `ship_line2`, `ship_city`, "
+        "`ship_region`, `ship_postal_code`, `ship_country`, `ship_phone`; JSON: `shipping_address`, object or null).",
         "headers": {"Content-Disposition": {"schema": {"type": "string"}, "description": "attachment; filename=..."}},
         "content": {
             "text/csv": {"schema": {"type": "string"}},

@@ -1,6 +1,13 @@
 """Sales reports: one row per order of a store paid in a date range, as CSV or JSON, built by
 a job (a year of a busy store never holds a web request) and emailed about when ready.
 
+After the contract's columns come the buyer's email and the shipping address, so the seller can
+send the goods from the report: in CSV one column per address field (`ship_name`, `ship_line1`,
+...; empty for orders placed before addresses were asked for), ready for a spreadsheet or a
+label printer; in JSON the address as one object (or null). What buyers typed is written to CSV
+so that no spreadsheet runs it as a formula (OWASP's CSV injection advice: a leading `=`, `+`,
+`-`, `@`, tab or carriage return gets a `'` before it).
+
 The rows stream from the database in chunks and are written and gzipped as they come, so a
 year of a busy store (a hundred thousand orders and more) never sits in memory at once; the
 gzipped file is kept with the report in the user's history, and streamed back on download.
@@ -21,13 +28,14 @@ from sqlalchemy.exc import OperationalError
 
 from nexus import audit
 from nexus.database import utcnow
+from nexus.emails import send_email
 from nexus.errors import Conflict, NotFound
 from nexus.extensions import db
 from nexus.jobs import outbox
+from nexus.notifications import emails
 from nexus.orders.models import Order, OrderItem
 from nexus.pagination import newest_first, paginate
 from nexus.payments.models import Payment
-from nexus.reports import emails
 from nexus.reports.models import UserReportHistory
 from nexus.stores.models import Store
 from nexus.users.models import User
@@ -36,10 +44,12 @@ log = logging.getLogger(__name__)
 COLUMNS = (
     "order_id", "created_at", "paid_at", "status", "item_count", "subtotal", "total", "refunded", "net", "currency",
 )  # fmt: skip
+ADDRESS_FIELDS = ("name", "line1", "line2", "city", "region", "postal_code", "country", "phone")
+CSV_COLUMNS = (*COLUMNS, "buyer_email", *(f"ship_{field}" for field in ADDRESS_FIELDS))
 CHUNK_ROWS = 2_000
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
-orders, order_items, payments = Order.__table__, OrderItem.__table__, Payment.__table__
+orders, order_items, payments, users = Order.__table__, OrderItem.__table__, Payment.__table__, User.__table__
 # What was refunded of the order's payments (normally one succeeded payment), read per order
 # through the index on payments.order_id.
 REFUNDED = (
@@ -59,6 +69,8 @@ PAID_ORDERS = (
         orders.c.total,
         REFUNDED.label("refunded"),
         orders.c.currency,
+        orders.c.buyer_id,
+        orders.c.shipping_address,
     )
     .join(order_items, order_items.c.order_id == orders.c.id)
     .where(
@@ -70,6 +82,8 @@ PAID_ORDERS = (
     .subquery("paid_orders")
 )
 sale = PAID_ORDERS.c
+# The buyer's email, read per row through the users' primary key.
+BUYER_EMAIL = select(users.c.email).where(users.c.id == sale.buyer_id).scalar_subquery()
 SALES = select(
     sale.order_id,
     sale.created_at,
@@ -81,6 +95,8 @@ SALES = select(
     sale.refunded,
     (sale.total - sale.refunded).label("net"),
     sale.currency,
+    BUYER_EMAIL.label("buyer_email"),
+    sale.shipping_address,
 ).order_by(sale.paid_at, sale.order_id)
 
 
@@ -101,23 +117,44 @@ def _chunks_of_sales(store_id: int, date_from: date, date_to: date) -> Iterator[
         yield from result.partitions()
 
 
+FORMULA_STARTS = "=+-@\t\r"
+NO_ADDRESS: dict[str, Any] = {}
+
+
+def _csv_row(row: Row) -> tuple:
+    typed = (row.buyer_email, *map((row.shipping_address or NO_ADDRESS).get, ADDRESS_FIELDS))
+    return (
+        row.order_id,
+        row.created_at.isoformat(),
+        row.paid_at.isoformat(),
+        *row[3 : len(COLUMNS)],
+        # What a buyer typed, as a spreadsheet will show it rather than run it.
+        *[f"'{text}" if text and text[0] in FORMULA_STARTS else text for text in typed],
+    )
+
+
 def _csv(chunks: Iterable[list[Row]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(CSV_COLUMNS)
     for chunk in chunks:
-        writer.writerows((*row[:1], row.created_at.isoformat(), row.paid_at.isoformat(), *row[3:]) for row in chunk)
+        writer.writerows(map(_csv_row, chunk))
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()
 
 
+def _json_row(row: Row) -> str:
+    fields = dict(zip(COLUMNS, row, strict=False))
+    return orjson.dumps({**fields, "buyer_email": row.buyer_email, "shipping_address": row.shipping_address}).decode()
+
+
 def _json(chunks: Iterable[list[Row]]) -> Iterator[str]:
     separator = "["
     for chunk in chunks:
         if chunk:
-            yield separator + ",".join(orjson.dumps(dict(zip(COLUMNS, row, strict=True))).decode() for row in chunk)
+            yield separator + ",".join(map(_json_row, chunk))
             separator = ","
     yield "]" if separator == "," else "[]"
 
@@ -199,8 +236,13 @@ def email_ready(*, report_id: int) -> None:
     """The job: tell the report's user it can be downloaded."""
     report = db.session.get(UserReportHistory, report_id)
     user = db.session.get(User, report.user_id) if report is not None else None
-    if user is not None:
-        emails.send_report_ready(user.email, report)
+    if user is None:
+        return
+    params = report.parameters
+    email = emails.report_ready(
+        report_id=report.id, row_count=report.row_count, date_from=params["date_from"], date_to=params["date_to"]
+    )
+    send_email(email.subject, user.email, email.text, email.html)
 
 
 def get_report_for(user: User, report_id: int) -> UserReportHistory:

@@ -1,7 +1,13 @@
 // Sign in with an emailed one-time code, find a product in the catalog and order it.
 // Every call below is checked against openapi.json: a wrong path, field name or type, or a
 // missing required field, is a compile error (`npm run check`), not a 422 at run time.
-import { createNexusClient, type NexusClient, type Order, type ProductFilters } from "../src/client";
+import {
+  createNexusClient,
+  type NexusClient,
+  type Order,
+  type ProductFilters,
+  type ShippingAddressCreate,
+} from "../src/client";
 
 export interface SignInAndOrderOptions {
   /** API origin, e.g. "http://127.0.0.1:5000" (`make run`) or "" behind the app's own proxy. */
@@ -37,12 +43,14 @@ export async function signInAndOrder({ baseUrl, email, readCode }: SignInAndOrde
   if (!product) throw new Error("no product matches the filters");
   console.log(`cheapest: ${product.name} at ${product.price} ${product.currency} (${product.stock} left)`);
 
-  // 4. Order it. The Idempotency-Key makes a retry after a network error safe.
+  // 4. Order it, to an address (country: an ISO 3166-1 alpha-2 code). The Idempotency-Key
+  //    makes a retry after a network error safe.
   const placed = await api.POST("/api/v1/orders", {
     params: { header: { "Idempotency-Key": crypto.randomUUID() } },
     body: {
       items: [{ product_id: product.id, quantity: 1 }],
       note: "Gift wrap, please",
+      shipping_address: { name: "Ada Lovelace", line1: "Marina Walk 12", city: "Dubai", country: "AE" },
     },
   });
   if (placed.error) {
@@ -51,11 +59,15 @@ export async function signInAndOrder({ baseUrl, email, readCode }: SignInAndOrde
   }
   const order = placed.data;
   console.log(`order ${order.id}: ${order.status}, ${order.total} ${order.currency}, pay before ${order.expires_at}`);
+  console.log(`the store will ship to ${order.shipping_address?.city} and can reach you at ${order.buyer_email}`);
   return order;
 }
 
 /** Never called: what the compiler rejects (more cases in type-tests/misuse.ts). */
 export function rejectedAtCompileTime(api: NexusClient): void {
+  const address: ShippingAddressCreate = { name: "Ada", line1: "Marina Walk 12", city: "Dubai", country: "AE" };
   // @ts-expect-error -- an order line is {product_id, quantity}: `qty` is unknown, `quantity` missing.
-  void api.POST("/api/v1/orders", { body: { items: [{ product_id: 1, qty: 1 }] } });
+  void api.POST("/api/v1/orders", { body: { items: [{ product_id: 1, qty: 1 }], shipping_address: address } });
+  // @ts-expect-error -- a country is its ISO 3166-1 alpha-2 code ("AE"), not a name.
+  void api.POST("/api/v1/orders", { body: { items: [], shipping_address: { ...address, country: "UAE" } } });
 }

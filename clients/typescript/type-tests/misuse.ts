@@ -3,13 +3,19 @@
 // types got looser, or the API changed), `tsc` fails with "Unused '@ts-expect-error' directive".
 import type { NexusClient, Order, Product } from "../src/client";
 
+const address = { name: "Ada Lovelace", line1: "Marina Walk 12", city: "Dubai", country: "AE" } as const;
+
 export async function rejected(api: NexusClient): Promise<void> {
   // A misspelt optional body field: openapi-fetch's own signature lets this through.
   // @ts-expect-error -- `note`, not `notes`
-  await api.POST("/api/v1/orders", { body: { items: [{ product_id: 1, quantity: 1 }], notes: "x" } });
+  await api.POST("/api/v1/orders", { body: { items: [], notes: "x", shipping_address: address } });
   // An unknown field next to every required one, one level down.
   // @ts-expect-error -- order lines have no `price`
-  await api.POST("/api/v1/orders", { body: { items: [{ product_id: 1, quantity: 1, price: 5 }] } });
+  await api.POST("/api/v1/orders", { body: { items: [{ product_id: 1, quantity: 1, price: 5 }], shipping_address: address } });
+  // @ts-expect-error -- every order says where it goes
+  await api.POST("/api/v1/orders", { body: { items: [{ product_id: 1, quantity: 1 }] } });
+  // @ts-expect-error -- addresses have no `street`
+  await api.POST("/api/v1/orders", { body: { items: [], shipping_address: { ...address, street: "x" } } });
   // @ts-expect-error -- `code` is required
   await api.POST("/api/v1/auth/otp/verify", { body: { email: "ada@example.com" } });
   // @ts-expect-error -- `max_price`, not `maxPrice`
@@ -23,7 +29,7 @@ export async function rejected(api: NexusClient): Promise<void> {
   // @ts-expect-error -- no such path
   await api.GET("/api/v1/order/{order_id}", { params: { path: { order_id: 1 } } });
   // @ts-expect-error -- no such header
-  await api.POST("/api/v1/orders", { params: { header: { "Idempotency-Kee": "k" } }, body: { items: [] } });
+  await api.POST("/api/v1/orders", { params: { header: { "Idempotency-Kee": "k" } }, body: { items: [], shipping_address: address } });
   // @ts-expect-error -- PATCH is not a method of this path
   await api.PATCH("/api/v1/orders", { body: {} });
 
@@ -37,7 +43,7 @@ export async function rejected(api: NexusClient): Promise<void> {
 export async function accepted(api: NexusClient): Promise<void> {
   const placed = await api.POST("/api/v1/orders", {
     params: { header: { "Idempotency-Key": "k-1" } },
-    body: { items: [{ product_id: 1, quantity: 2 }], note: null },
+    body: { items: [{ product_id: 1, quantity: 2 }], note: null, shipping_address: { ...address, line2: null } },
   });
   if (placed.data) {
     const order: Order = placed.data;

@@ -1,0 +1,1 @@
+"""Emails about orders and reports: templates (`emails`) and what is sent when (`service`)."""
