@@ -147,8 +147,9 @@ def test_asking_for_a_code_takes_as_long_for_an_unknown_address_as_for_a_known_o
         client.post("/api/v1/auth/otp/request", json={"email": warm_up})
     timings: dict[str, list[float]] = {"known": [], "unknown": []}
 
-    for pair in zip(known, unknown, strict=True):  # interleaved
-        for kind, address in zip(("known", "unknown"), pair, strict=True):
+    for n, pair in enumerate(zip(known, unknown, strict=True)):  # interleaved, each first in turn
+        kinds = list(zip(("known", "unknown"), pair, strict=True))
+        for kind, address in kinds if n % 2 else reversed(kinds):
             started = time.perf_counter()
             assert client.post("/api/v1/auth/otp/request", json={"email": address}).status_code == 202
             timings[kind].append((time.perf_counter() - started) * 1000)
