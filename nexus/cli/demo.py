@@ -253,12 +253,13 @@ def seed_command(store_count: int, product_count: int, order_count: int, reset: 
             connection.execute(text(f"VACUUM ANALYZE {SEEDED_TABLES}"))
             connection.execute(text("RESET statement_timeout"))  # the pool's limit again
 
-    report = f", and sales report {seeded.report_id} (ready)" if seeded.report_id else ""
+    made = str(seeded)
     if order_count and not seeded.by_status:
-        report = ", and no orders: no demo product is on sale"
+        made += " (no demo product is on sale)"
+    elif seeded.report_id:
+        made += f", and sales report {seeded.report_id} (ready)"
     click.echo(
-        f"seeded {store_count} stores and {product_count} products, {seeded}{report}, "
-        f"in {time.monotonic() - started:.1f} s"
+        f"seeded {store_count} stores and {product_count} products, {made}, in {time.monotonic() - started:.1f} s"
     )
     if not reset:
         totals = db.session.execute(

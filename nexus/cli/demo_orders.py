@@ -141,6 +141,8 @@ class Seeded:
     report_id: int | None = None
 
     def __str__(self) -> str:
+        if not self.by_status:
+            return "no orders"
         statuses = ", ".join(f"{count} {status}" for status, count in sorted(self.by_status.items()))
         return (
             f"{self.by_status.total()} orders ({statuses}) with {self.payments} payments "
@@ -394,8 +396,8 @@ def seed_orders(*, owner_id: int, main_buyer: User, count: int, rng: random.Rand
     """`count` demo orders of the owner's stores with their payments and transfers, and the owner's
     sales report of the busiest store, in the caller's transaction."""
     seeded = Seeded()
-    pool = _pool(owner_id, min(max(20, count // 4), 5_000), rng.randrange(2**31))
-    if not count or not pool:
+    pool = _pool(owner_id, min(max(20, count // 4), 5_000), rng.randrange(2**31)) if count else {}
+    if not pool:
         return seeded
     buyers = demo_buyers(main_buyer, min(max(5, count // 40), 500))
     demo = DemoOrders(rng, now, pool, buyers)
