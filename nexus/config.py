@@ -198,8 +198,13 @@ def _derived(settings: Mapping[str, Any]) -> dict[str, Any]:
         "API_SPEC_OPTIONS": {
             "info": {
                 "description": "Marketplace API: passwordless sign-in, stores, products, orders and "
-                "Stripe payments. Errors always have the shape {code, status, message, errors?}."
-            }
+                "Stripe payments. Errors always have the shape {code, status, message, errors?}.",
+                "contact": {"name": "Nexus API team", "email": "api@nexus.example"},
+            },
+            # Relative, so the committed openapi.json is the same for every deployment: Swagger UI
+            # resolves it against the document's own URL (it tries requests on the host serving
+            # it), and generated clients take the base URL as a setting.
+            "servers": [{"url": "/", "description": "The host serving this document."}],
         },
     }
 

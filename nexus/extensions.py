@@ -4,13 +4,13 @@ import smtplib
 from types import TracebackType
 
 import flask_mail
+import flask_smorest
 from flask import current_app, request
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
-from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 
@@ -63,6 +63,15 @@ class Mail(flask_mail.Mail):
 
     def connect(self) -> flask_mail.Connection:
         return _TimedConnection(current_app.extensions["mail"])
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api without its page-number pagination header and schema: our lists are
+    keyset-paginated in the body (`items`, `next_cursor`), so the document would carry an unused
+    `PaginationMetadata` component that client generators turn into a type nobody can use."""
+
+    def _register_pagination_header(self) -> None:
+        pass
 
 
 # Objects stay readable after their request commits: the answer is written from them right away,

@@ -52,6 +52,86 @@ def test_every_operation_has_a_summary_and_a_documented_success(spec):
             assert "422" in operation["responses"], f"{method} {path} takes a body but does not document 422"
 
 
+CAMEL_CASE = re.compile(r"[a-z]+(?:[A-Z][a-z0-9]*)*")
+# Generated clients name their methods after these (`listProducts()`, openapi-python-client's
+# `list_products`): renaming one breaks every client built before, so they are pinned.
+OPERATION_IDS = {
+    ("get", "/health"): "getLiveness",
+    ("get", "/api/v1/health"): "getReadiness",
+    ("post", "/api/v1/auth/register"): "register",
+    ("post", "/api/v1/auth/otp/request"): "requestCode",
+    ("post", "/api/v1/auth/otp/verify"): "verifyCode",
+    ("post", "/api/v1/auth/refresh"): "refreshTokens",
+    ("post", "/api/v1/auth/logout"): "logout",
+    ("get", "/api/v1/profile/me"): "getMyProfile",
+    ("patch", "/api/v1/profile/me"): "updateMyProfile",
+    ("get", "/api/v1/profile/me/stores"): "listMyStores",
+    ("get", "/api/v1/stores"): "listStores",
+    ("post", "/api/v1/stores"): "createStore",
+    ("get", "/api/v1/stores/{store_id}"): "getStore",
+    ("patch", "/api/v1/stores/{store_id}"): "updateStore",
+    ("get", "/api/v1/stores/{store_id}/products"): "listStoreProducts",
+    ("post", "/api/v1/stores/{store_id}/products"): "createProduct",
+    ("get", "/api/v1/products"): "listProducts",
+    ("get", "/api/v1/products/{product_id}"): "getProduct",
+    ("patch", "/api/v1/products/{product_id}"): "updateProduct",
+    ("delete", "/api/v1/products/{product_id}"): "deleteProduct",
+    ("get", "/api/v1/orders"): "listMyOrders",
+    ("post", "/api/v1/orders"): "placeOrder",
+    ("get", "/api/v1/orders/{order_id}"): "getOrder",
+    ("post", "/api/v1/orders/{order_id}/status"): "moveOrder",
+    ("get", "/api/v1/stores/{store_id}/orders"): "listStoreOrders",
+    ("post", "/api/v1/orders/{order_id}/payment"): "startPayment",
+    ("post", "/api/v1/orders/{order_id}/cancel"): "cancelOrder",
+    ("post", "/api/v1/webhooks/stripe"): "receiveStripeEvent",
+    ("post", "/api/v1/stores/{store_id}/payouts/onboarding"): "startPayoutOnboarding",
+    ("get", "/api/v1/stores/{store_id}/payouts"): "getStorePayouts",
+    ("get", "/api/v1/stores/{store_id}/transfers"): "listStoreTransfers",
+    ("post", "/api/v1/webhooks/stripe-connect"): "receiveStripeConnectEvent",
+    ("post", "/api/v1/stores/{store_id}/reports"): "createSalesReport",
+    ("get", "/api/v1/reports/{report_id}"): "getReport",
+    ("get", "/api/v1/reports/{report_id}/download"): "downloadReport",
+    ("get", "/api/v1/profile/me/reports"): "listMyReports",
+    ("get", "/api/v1/admin/users"): "listUsers",
+    ("get", "/api/v1/admin/users/{user_id}"): "getUser",
+    ("patch", "/api/v1/admin/users/{user_id}"): "updateUser",
+    ("get", "/api/v1/admin/payments"): "listPayments",
+    ("get", "/api/v1/admin/payments/{payment_id}"): "getPayment",
+    ("post", "/api/v1/admin/payments/{payment_id}/refund"): "refundPayment",
+    ("get", "/api/v1/admin/orders"): "listAllOrders",
+    ("get", "/api/v1/admin/transfers"): "listAllTransfers",
+    ("get", "/api/v1/admin/payment-events"): "listPaymentEvents",
+    ("post", "/api/v1/admin/payment-events/{event_id}/replay"): "replayPaymentEvent",
+    ("get", "/api/v1/admin/stats"): "getStats",
+    ("get", "/api/v1/admin/audit-log"): "listAuditLog",
+    ("get", "/api/v1/admin/jobs"): "listJobs",
+}
+
+
+def test_every_operation_has_a_unique_camel_case_operation_id_and_a_description(spec):
+    seen: dict[str, str] = {}
+    for path, method, operation in operations(spec):
+        operation_id = operation.get("operationId", "")
+        assert CAMEL_CASE.fullmatch(operation_id), f"{method} {path}: operationId {operation_id!r} is not camelCase"
+        assert operation_id not in seen, f"{method} {path} and {seen.get(operation_id)} are both {operation_id}"
+        seen[operation_id] = f"{method} {path}"
+        description = operation.get("description", "").strip()
+        assert description, f"{method} {path} has no description (the docstring after its first line)"
+        assert description != operation["summary"], f"{method} {path}: its description repeats its summary"
+
+
+def test_operation_ids_stay_what_clients_were_generated_with(spec):
+    found = {(method, path): operation.get("operationId") for path, method, operation in operations(spec)}
+
+    assert {operation: found.get(operation) for operation in OPERATION_IDS} == OPERATION_IDS
+
+
+def test_the_document_names_its_server_and_a_contact(spec):
+    assert spec["servers"] == [{"url": "/", "description": "The host serving this document."}]
+    assert spec["info"]["contact"]["email"]
+    assert "PaginationMetadata" not in spec["components"]["schemas"]  # our lists paginate in the body
+
+
 def test_an_operation_declares_bearer_security_exactly_when_it_needs_a_token(client, spec):
     for path, method, operation in operations(spec):
         url = re.sub(r"\{\w+\}", "1", path)

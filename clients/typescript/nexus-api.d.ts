@@ -11,28 +11,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The process is up (touches no database). */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Liveness"];
-                    };
-                };
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * The process is up (touches no database).
+         * @description For load balancers and process supervisors: answers 200 `{"status": "ok"}` as long as the
+         *     process serves requests, whatever the state of the database, so a database outage never
+         *     gets healthy web processes restarted. No token.
+         */
+        get: operations["getLiveness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -48,37 +33,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The service can serve requests: the database answers. */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Readiness"];
-                    };
-                };
-                /** @description The database did not answer within 3 s. */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Readiness"];
-                    };
-                };
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * The service can serve requests: the database answers.
+         * @description Runs `SELECT 1` against the database: 200 with `checks.database: "ok"` and the running
+         *     `version` (the release, plus the deployed commit on Render), or, when the database fails or
+         *     has not answered within 2.5 s, 503 with `status` and `checks.database` `"error"`. No token.
+         */
+        get: operations["getReadiness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -96,37 +57,16 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sign up, or sign in again: email a one-time code. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["Register"];
-                };
-            };
-            responses: {
-                /** @description Accepted */
-                202: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Detail"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                429: components["responses"]["TOO_MANY_REQUESTS"];
-                503: components["responses"]["SERVICE_UNAVAILABLE"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Sign up, or sign in again: email a one-time code.
+         * @description Anyone, no token. Creates the account if the address is new and emails a 6-digit code,
+         *     valid for `OTP_TTL_SECONDS` (600); an existing account just gets a new sign-in code. The
+         *     202 is the same either way and the email is sent by a background job, so the answer tells
+         *     nothing about who has an account. `full_name` and `phone` take effect only when the code is
+         *     verified. 429 (with `Retry-After`) past `OTP_RATE_LIMIT_PER_EMAIL` or `OTP_RATE_LIMIT_PER_IP`,
+         *     budgets shared with `requestCode`.
+         */
+        post: operations["register"];
         delete?: never;
         options?: never;
         head?: never;
@@ -142,37 +82,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Email a one-time code to an existing account. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["CodeRequest"];
-                };
-            };
-            responses: {
-                /** @description Accepted */
-                202: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Detail"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                429: components["responses"]["TOO_MANY_REQUESTS"];
-                503: components["responses"]["SERVICE_UNAVAILABLE"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Email a one-time code to an existing account.
+         * @description Anyone, no token. Emails a 6-digit code to the address if it belongs to an active user; a
+         *     new code makes older ones useless. The 202 is the same whether or not the address has an
+         *     account. 429 (with `Retry-After`) past the per-address or per-IP budget shared with `register`.
+         */
+        post: operations["requestCode"];
         delete?: never;
         options?: never;
         head?: never;
@@ -188,36 +104,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Trade a one-time code for an access and a refresh token. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["CodeVerify"];
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["SignIn"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Trade a one-time code for an access and a refresh token.
+         * @description Anyone, no token. The right code answers the tokens and the user, and marks the address
+         *     verified. A wrong, expired or used code, or an unknown address, is the same 401; after
+         *     `OTP_MAX_ATTEMPTS` (5) wrong tries the code is dead even if the right one follows.
+         */
+        post: operations["verifyCode"];
         delete?: never;
         options?: never;
         head?: never;
@@ -233,29 +126,14 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Trade the refresh token (as the Bearer token) for a new pair; the old one is spent. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Tokens"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Trade the refresh token (as the Bearer token) for a new pair; the old one is spent.
+         * @description Send the refresh token, not the access token, as the Bearer token. Presenting a spent
+         *     refresh token again is a 401 and, as it was probably stolen, revokes every refresh token of
+         *     the user; within `JWT_REFRESH_REUSE_GRACE_SECONDS` (10) of its rotation it gets a fresh pair
+         *     instead (two tabs refreshing at once).
+         */
+        post: operations["refreshTokens"];
         delete?: never;
         options?: never;
         head?: never;
@@ -271,34 +149,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke this access token, and the refresh token if it is given. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": components["schemas"]["Logout"];
-                };
-            };
-            responses: {
-                /** @description No Content */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Revoke this access token, and the refresh token if it is given.
+         * @description Signed-in users. 204; from then on the access token, and the `refresh_token` of the body if
+         *     one is sent, answer 401 on every instance. A refresh token that is not the caller's is a
+         *     422 and revokes nothing.
+         */
+        post: operations["logout"];
         delete?: never;
         options?: never;
         head?: never;
@@ -312,64 +169,24 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your account. */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["User"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Your account.
+         * @description The signed-in user as the database has them now: email, name, phone, role, whether the
+         *     account is active and its address verified. 401 without a valid access token, or for a
+         *     deactivated account.
+         */
+        get: operations["getMyProfile"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        /** Change your name or phone number. */
-        patch: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": components["schemas"]["ProfileUpdate"];
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["User"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Change your name or phone number.
+         * @description Only `full_name` and `phone` may be sent; any other field (`role`, `email`, `is_active`...)
+         *     is a 422 and changes nothing. Answers the updated user.
+         */
+        patch: operations["updateMyProfile"];
         trace?: never;
     };
     "/api/v1/profile/me/stores": {
@@ -379,34 +196,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your stores, inactive ones included, newest first. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["StorePage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Your stores, inactive ones included, newest first.
+         * @description The stores the signed-in user owns, closed ones too (the public list shows only active
+         *     stores), keyset-paginated with `limit` and `cursor`.
+         */
+        get: operations["listMyStores"];
         put?: never;
         post?: never;
         delete?: never;
@@ -422,70 +217,21 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Active stores, newest first. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    /** @description Words the store's name holds (all of them), in any case: a word of three characters or more anywhere, a shorter one at the start of a word (`tv` finds 'TV House', not 'HDTV'). A word with no letter or digit matches nothing. */
-                    q?: string;
-                    /** @description The slug of the one store to find (an empty page if no store on sale has it). */
-                    slug?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["StorePage"];
-                    };
-                };
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                429: components["responses"]["TOO_MANY_REQUESTS"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Active stores, newest first.
+         * @description Anyone, no token. Stores on sale (active, with an active owner), keyset-paginated; `q`
+         *     finds stores whose name holds every word of it, `slug` the one store with that slug (an
+         *     empty page if none is on sale). 429 (with `Retry-After`) past the catalog's per-IP budget.
+         */
+        get: operations["listStores"];
         put?: never;
-        /** Open a store; you own it. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["StoreCreate"];
-                };
-            };
-            responses: {
-                /** @description Created */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Store"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Open a store; you own it.
+         * @description Users with a verified email address (others 403). The slug is derived from the name, in
+         *     ASCII whatever its script, and made unique; `currency` (default `aed`) must be one Stripe
+         *     can charge, else 422. Answers the new store, active.
+         */
+        post: operations["createStore"];
         delete?: never;
         options?: never;
         head?: never;
@@ -501,71 +247,24 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A store (an inactive one only for its owner and admins). */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Store"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                404: components["responses"]["NOT_FOUND"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * A store (an inactive one only for its owner and admins).
+         * @description Anyone; a token is optional. A store that is closed, or whose owner is deactivated, is a
+         *     404 for everyone but its owner and admins.
+         */
+        get: operations["getStore"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        /** Rename, describe, open or close your store. */
-        patch: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": components["schemas"]["StoreUpdate"];
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Store"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Rename, describe, open or close your store.
+         * @description The store's owner or an admin: `name`, `description`, `is_active` (false closes it: off the
+         *     catalog, its products not orderable). Anyone else gets 403, or 404 if they may not see the
+         *     store; any other field is a 422. An admin's change is recorded in the audit log.
+         */
+        patch: operations["updateStore"];
         trace?: never;
     };
     "/api/v1/stores/{store_id}/products": {
@@ -577,86 +276,22 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A store's active products (all of them for its owner and admins, with include_inactive). */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not 'HDTV'). A word with no letter or digit matches nothing. */
-                    q?: string;
-                    /** @description Inclusive. */
-                    min_price?: number;
-                    /** @description Inclusive. */
-                    max_price?: number;
-                    /** @description true: only products with units available (stock - reserved > 0). */
-                    in_stock?: boolean;
-                    sort?: "newest" | "price_asc" | "price_desc";
-                    /** @description Also inactive products (the store's owner or an admin only). */
-                    include_inactive?: boolean;
-                };
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ProductPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                429: components["responses"]["TOO_MANY_REQUESTS"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * A store's active products (all of them for its owner and admins, with include_inactive).
+         * @description Anyone; a token is optional. The catalog's filters and sorts (`q`, `min_price`, `max_price`,
+         *     `in_stock`, `sort`), keyset-paginated. `include_inactive=true` adds products taken off sale,
+         *     for the store's owner and admins only (others 403). 404 for a store the caller may not see;
+         *     429 past the catalog's per-IP budget.
+         */
+        get: operations["listStoreProducts"];
         put?: never;
-        /** List a product in your store. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["ProductCreate"];
-                };
-            };
-            responses: {
-                /** @description Created */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Product"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                409: components["responses"]["CONFLICT"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * List a product in your store.
+         * @description The store's owner or an admin (others 403). The product takes the store's currency; its
+         *     `price` (over 0) must be payable in it (a multiple of 10 in three-decimal currencies such as
+         *     `kwd`), else 422. A `sku` the store already uses is a 409.
+         */
+        post: operations["createProduct"];
         delete?: never;
         options?: never;
         head?: never;
@@ -670,45 +305,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The catalog: active products of active stores, filtered and sorted. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not 'HDTV'). A word with no letter or digit matches nothing. */
-                    q?: string;
-                    /** @description Inclusive. */
-                    min_price?: number;
-                    /** @description Inclusive. */
-                    max_price?: number;
-                    /** @description true: only products with units available (stock - reserved > 0). */
-                    in_stock?: boolean;
-                    sort?: "newest" | "price_asc" | "price_desc";
-                    /** @description Only this store's products. */
-                    store_id?: number;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ProductPage"];
-                    };
-                };
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                429: components["responses"]["TOO_MANY_REQUESTS"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * The catalog: active products of active stores, filtered and sorted.
+         * @description Anyone, no token. `q` finds products holding every word of it (at most five) in their name
+         *     or description; `store_id`, `min_price`, `max_price` (inclusive) and `in_stock=true`
+         *     (`available > 0`) filter; `sort` is `newest` (the default), `price_asc` or `price_desc`,
+         *     keyset-paginated in each. An unknown parameter or a malformed cursor is a 422; 429 past the
+         *     catalog's per-IP budget.
+         */
+        get: operations["listProducts"];
         put?: never;
         post?: never;
         delete?: never;
@@ -726,96 +331,31 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A product (an inactive one only for its store's owner and admins). */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    product_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Product"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                404: components["responses"]["NOT_FOUND"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * A product (an inactive one only for its store's owner and admins).
+         * @description Anyone; a token is optional. With its `stock`, `reserved` (held by unpaid and unshipped
+         *     orders) and `available`. A product off sale, or of a closed store, is a 404 for everyone
+         *     but the store's owner and admins.
+         */
+        get: operations["getProduct"];
         put?: never;
         post?: never;
-        /** Take a product off sale (orders keep their snapshot). */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    product_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description No Content */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Take a product off sale (orders keep their snapshot).
+         * @description The store's owner or an admin (others 403). 204; the product is deactivated, not erased: it
+         *     leaves the catalog and cannot be ordered, orders keep their lines, and a PATCH with
+         *     `is_active: true` puts it back on sale.
+         */
+        delete: operations["deleteProduct"];
         options?: never;
         head?: never;
-        /** Change a product of your store. */
-        patch: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    product_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": components["schemas"]["ProductUpdate"];
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Product"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                409: components["responses"]["CONFLICT"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Change a product of your store.
+         * @description The store's owner or an admin (others 403). `stock` is the units counted on the shelf: below
+         *     what orders hold (`reserved`) it is a 409 saying how many; a `sku` the store already uses is
+         *     a 409 too. Orders placed before keep the name and price they were placed at.
+         */
+        patch: operations["updateProduct"];
         trace?: never;
     };
     "/api/v1/orders": {
@@ -825,74 +365,26 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your orders as a buyer, newest first. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    status?: "pending_payment" | "paid" | "cancelled" | "expired" | "fulfilled" | "shipped" | "delivered" | "refunded";
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["OrderPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Your orders as a buyer, newest first.
+         * @description The signed-in user's orders, with their lines, keyset-paginated; `status` keeps one status.
+         *     A store's orders are at `listStoreOrders`.
+         */
+        get: operations["listMyOrders"];
         put?: never;
-        /** Place an order: stock is reserved until it is paid, cancelled or expires. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: {
-                    /** @description Makes placing the order safe to retry: the same key and body within 24 hours answer the original order (header Idempotent-Replayed: true). */
-                    "Idempotency-Key"?: string;
-                };
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["OrderCreate"];
-                };
-            };
-            responses: {
-                /** @description Created */
-                201: {
-                    headers: {
-                        /** @description `true` when this is the order an earlier request placed. */
-                        "Idempotent-Replayed"?: string;
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Order"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                409: components["responses"]["CONFLICT"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                429: components["responses"]["TOO_MANY_REQUESTS"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Place an order: stock is reserved until it is paid, cancelled or expires.
+         * @description Users with a verified email address (others 403). All lines must be active products of one
+         *     store on sale, not the buyer's own (else 422); prices are taken from the products now and
+         *     the total computed here. Not enough available stock is a 409 naming the products, and so is
+         *     a buyer already holding `ORDER_MAX_OPEN_PER_BUYER` (5) unpaid orders; a total Stripe cannot
+         *     charge is a 422; 429 past `ORDER_RATE_LIMIT_PER_USER`. Answers the order in
+         *     `pending_payment`, to be paid (`startPayment`) within `ORDER_PAYMENT_TIMEOUT_MINUTES` (30).
+         *     With an `Idempotency-Key`, the same body again within 24 h answers the same order
+         *     (`Idempotent-Replayed: true`); another body with that key is a 422, and the key while its
+         *     first request is still running a 409.
+         */
+        post: operations["placeOrder"];
         delete?: never;
         options?: never;
         head?: never;
@@ -908,32 +400,13 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** An order you bought, or one of your store's (admins see all). */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    order_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Order"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                404: components["responses"]["NOT_FOUND"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * An order you bought, or one of your store's (admins see all).
+         * @description Its buyer, the store's owner and admins; anyone else gets a 404, so order ids reveal
+         *     nothing. With its lines, shipping address, the buyer's email and `payment_status` (its
+         *     latest payment's, or null).
+         */
+        get: operations["getOrder"];
         put?: never;
         post?: never;
         delete?: never;
@@ -953,41 +426,14 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Move a paid order on (store owner, admin): fulfilled, then shipped, then delivered. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    order_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["OrderStatusChange"];
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Order"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                409: components["responses"]["CONFLICT"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Move a paid order on (store owner, admin): fulfilled, then shipped, then delivered.
+         * @description One step at a time: `paid` to `fulfilled` (the goods leave: `stock` and `reserved` drop by
+         *     the quantities), to `shipped`, to `delivered` (the store's payout for the order falls due).
+         *     Any other move is a 409; the buyer gets 403, anyone else 404. The buyer is emailed when the
+         *     order is shipped and when it is delivered.
+         */
+        post: operations["moveOrder"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1003,39 +449,13 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A store's orders, newest first (its owner, admins). */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    status?: "pending_payment" | "paid" | "cancelled" | "expired" | "fulfilled" | "shipped" | "delivered" | "refunded";
-                };
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["OrderPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * A store's orders, newest first (its owner, admins).
+         * @description The store's owner and admins (others 403, or 404 for a store they may not see), with the
+         *     buyers' emails and shipping addresses; `status` keeps one status, e.g. `paid` for the orders
+         *     waiting to be sent. Keyset-paginated.
+         */
+        get: operations["listStoreOrders"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1055,45 +475,16 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Pay for your order: start its Stripe payment, or get the one already open. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    order_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The open payment, again. */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["PaymentStart"];
-                    };
-                };
-                /** @description Created */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["PaymentStart"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                409: components["responses"]["CONFLICT"];
-                502: components["responses"]["BAD_GATEWAY"];
-                503: components["responses"]["SERVICE_UNAVAILABLE"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Pay for your order: start its Stripe payment, or get the one already open.
+         * @description The order's buyer only (the store's owner and admins get 403). Creates a Stripe
+         *     PaymentIntent for the order's total (201), or answers the open one again (200), with the
+         *     `client_secret` Stripe.js confirms the card with: it is in no other answer and never stored.
+         *     After a declined card a new payment replaces the declined one. An order that is not
+         *     `pending_payment` is a 409; Stripe not configured (`STRIPE_SECRET_KEY`) a 503; Stripe
+         *     unreachable or failing a 502, and Stripe refusing a 409 with its reason, the order unchanged.
+         */
+        post: operations["startPayment"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1111,35 +502,15 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Cancel an unpaid order and its Stripe payment (buyer, store owner, admin); its stock goes back on sale. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    order_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Order"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                404: components["responses"]["NOT_FOUND"];
-                409: components["responses"]["CONFLICT"];
-                502: components["responses"]["BAD_GATEWAY"];
-                503: components["responses"]["SERVICE_UNAVAILABLE"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Cancel an unpaid order and its Stripe payment (buyer, store owner, admin); its stock goes back on sale.
+         * @description Only a `pending_payment` order (else 409); anyone but its buyer, the store's owner and
+         *     admins gets 404. A payment that could still take money is cancelled at Stripe first, so
+         *     nothing can be paid for a cancelled order: while it is processing the answer is a 409, and
+         *     if Stripe cannot be reached a 502 with the order unchanged. The buyer is emailed when the
+         *     store or an admin cancels.
+         */
+        post: operations["cancelOrder"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1155,39 +526,17 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Stripe's signed events: they settle payments and their orders (no token; the signature). */
-        post: {
-            parameters: {
-                query?: never;
-                header: {
-                    "Stripe-Signature": string;
-                };
-                path?: never;
-                cookie?: never;
-            };
-            /** @description A Stripe event, exactly as Stripe signed it. */
-            requestBody: {
-                content: {
-                    "application/json": Record<string, never>;
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["WebhookAnswer"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                500: components["responses"]["INTERNAL_SERVER_ERROR"];
-                503: components["responses"]["SERVICE_UNAVAILABLE"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Stripe's signed events: they settle payments and their orders (no token; the signature).
+         * @description For Stripe only. The `Stripe-Signature` is checked with `STRIPE_WEBHOOK_SECRET` and a 300 s
+         *     tolerance (missing, wrong or stale: 400; secret not configured: 503). Each event is stored
+         *     once by its id and applied once: `payment_intent.succeeded` pays the order,
+         *     `payment_intent.processing`, `payment_intent.payment_failed` and `payment_intent.canceled`
+         *     move the payment, `charge.refunded` records refunds (a full one refunds the order). A
+         *     redelivery answers `duplicate: true`; unknown types and payments are stored and ignored. If
+         *     applying fails the answer is a 500, so that Stripe retries.
+         */
+        post: operations["receiveStripeEvent"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1205,36 +554,14 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Set up your store's payouts: a link to Stripe's onboarding (the account opens on the first call). */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["OnboardingLink"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                409: components["responses"]["CONFLICT"];
-                502: components["responses"]["BAD_GATEWAY"];
-                503: components["responses"]["SERVICE_UNAVAILABLE"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Set up your store's payouts: a link to Stripe's onboarding (the account opens on the first call).
+         * @description The store's owner only (admins get 403: payouts go to the owner's bank). The first call
+         *     opens the store's Stripe Connect Express account; every call answers a fresh Account Link
+         *     (`url`, `expires_at`) that returns to `FRONTEND_URL`. 503 when `STRIPE_SECRET_KEY` or
+         *     `FRONTEND_URL` is not set; 502 when Stripe cannot be reached, 409 when it refuses.
+         */
+        post: operations["startPayoutOnboarding"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1250,33 +577,14 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Your store's payout account and what is pending, transferred and reversed (owner, admins). */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Payouts"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Your store's payout account and what is pending, transferred and reversed (owner, admins).
+         * @description The store's owner and admins (others 403). `account` is the connected account as Stripe last
+         *     described it (null before onboarding); `pending` is due but not yet transferred (waiting for
+         *     the account to take payouts), `transferred` made, `reversed` taken back by refunds since,
+         *     all in the store's currency's minor units.
+         */
+        get: operations["getStorePayouts"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1294,39 +602,13 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** Your store's transfers, one per delivered order, newest first (owner, admins). */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    status?: "pending" | "paid" | "partially_reversed" | "reversed" | "canceled";
-                };
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["TransferPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Your store's transfers, one per delivered order, newest first (owner, admins).
+         * @description The store's owner and admins (others 403). Each is the store's share of an order, its total
+         *     less refunds less the platform's fee; `status` keeps one status (`pending`, `paid`,
+         *     `partially_reversed`, `reversed`, `canceled`). Keyset-paginated.
+         */
+        get: operations["listStoreTransfers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1344,39 +626,15 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Stripe Connect's signed events of the stores' accounts (no token; the signature). */
-        post: {
-            parameters: {
-                query?: never;
-                header: {
-                    "Stripe-Signature": string;
-                };
-                path?: never;
-                cookie?: never;
-            };
-            /** @description An event of a connected account, exactly as Stripe signed it. */
-            requestBody: {
-                content: {
-                    "application/json": Record<string, never>;
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["WebhookAnswer"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                500: components["responses"]["INTERNAL_SERVER_ERROR"];
-                503: components["responses"]["SERVICE_UNAVAILABLE"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Stripe Connect's signed events of the stores' accounts (no token; the signature).
+         * @description For Stripe only. Signed with `STRIPE_CONNECT_WEBHOOK_SECRET` (missing, wrong or older than
+         *     300 s: 400; not configured: 503) and stored once in the payment event audit:
+         *     `account.updated` records what the account can do (once it takes payouts its waiting
+         *     transfers are made), `transfer.reversed` a reversal, `payout.paid` and `payout.failed` the
+         *     store's latest payout. A redelivery answers `duplicate: true`; a failure to apply a 500.
+         */
+        post: operations["receiveStripeConnectEvent"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1394,40 +652,15 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Ask for a sales report of your store (a row per order paid between two dates), built by a job. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    store_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": components["schemas"]["ReportCreate"];
-                };
-            };
-            responses: {
-                /** @description Accepted */
-                202: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Report"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Ask for a sales report of your store (a row per order paid between two dates), built by a job.
+         * @description The store's owner and admins (others 403). `date_from` and `date_to` are UTC days, both
+         *     included, at most a year apart; `format` is `csv` (default) or `json`. Answers 202 with the
+         *     report `pending`; a background job builds it and emails the asker when it is `ready` (poll
+         *     `getReport`, then `downloadReport`). Each row: the order, its dates and status, item count,
+         *     totals, refunded and net, the buyer's email and the shipping address.
+         */
+        post: operations["createSalesReport"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1443,32 +676,13 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A report of yours (admins see all). */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    report_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Report"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                404: components["responses"]["NOT_FOUND"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * A report of yours (admins see all).
+         * @description The user who asked for it and admins; anyone else gets a 404. `status` is `pending` while
+         *     the job builds it, then `ready` (with its `row_count`; the file is at `download_url`) or
+         *     `failed` (with `error`).
+         */
+        get: operations["getReport"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1486,36 +700,13 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** The report's file, streamed. */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    report_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description The report's file: CSV with a header row, or a JSON array. After the contract's columns come `buyer_email` and the shipping address (CSV: `ship_name`, `ship_line1`, `ship_line2`, `ship_city`, `ship_region`, `ship_postal_code`, `ship_country`, `ship_phone`; JSON: `shipping_address`, object or null). */
-                200: {
-                    headers: {
-                        /** @description attachment; filename=... */
-                        "Content-Disposition"?: string;
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "text/csv": string;
-                        "application/json": Record<string, never>[];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                404: components["responses"]["NOT_FOUND"];
-                409: components["responses"]["CONFLICT"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * The report's file, streamed.
+         * @description The user who asked for it and admins (anyone else 404). A `ready` report answers its file,
+         *     `text/csv` with a header row or a JSON array, as an attachment; before that a 409 says it is
+         *     still being built, or why it failed.
+         */
+        get: operations["downloadReport"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1531,34 +722,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your report history, newest first. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ReportPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Your report history, newest first.
+         * @description Every report the signed-in user asked for, whatever its status, without the files
+         *     themselves; keyset-paginated.
+         */
+        get: operations["listMyReports"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1574,39 +743,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Users, newest first: search by email or name, filter by role and activity. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    /** @description Part of an email or a name. */
-                    q?: string;
-                    role?: "customer" | "admin";
-                    is_active?: boolean;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["UserPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Users, newest first: search by email or name, filter by role and activity.
+         * @description Admins only (others 403). `q` matches part of an email or a name, `role` is `customer` or
+         *     `admin`, `is_active` true or false; keyset-paginated.
+         */
+        get: operations["listUsers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1624,72 +766,23 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A user. */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    user_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["User"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * A user.
+         * @description Admins only (others 403); 404 if there is no such user.
+         */
+        get: operations["getUser"];
         put?: never;
         post?: never;
         delete?: never;
         options?: never;
         head?: never;
-        /** Change a user's role, or lock them out (at once) and let them back in. */
-        patch: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    user_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": components["schemas"]["UserUpdate"];
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["User"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Change a user's role, or lock them out (at once) and let them back in.
+         * @description Admins only (others 403). `role` and `is_active` only. Deactivating takes effect on the
+         *     user's next request and revokes every token they hold; reactivated, they sign in again. An
+         *     admin cannot demote or deactivate themself (422). Recorded in the audit log.
+         */
+        patch: operations["updateUser"];
         trace?: never;
     };
     "/api/v1/admin/payments": {
@@ -1699,38 +792,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Payments, newest first, by status, user or order. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    status?: "pending" | "processing" | "succeeded" | "failed" | "canceled" | "refunded" | "partially_refunded";
-                    user_id?: number;
-                    order_id?: number;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["PaymentPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Payments, newest first, by status, user or order.
+         * @description Admins only (others 403). Filters: `status`, `user_id` (the buyer), `order_id`;
+         *     keyset-paginated. No answer but `startPayment`'s carries a client secret.
+         */
+        get: operations["listPayments"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1748,33 +815,13 @@ export interface paths {
             };
             cookie?: never;
         };
-        /** A payment and the Stripe events recorded for it. */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    payment_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["PaymentDetail"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * A payment and the Stripe events recorded for it.
+         * @description Admins only (others 403); 404 if there is no such payment. `events` are the audit rows of
+         *     the webhook deliveries and reconciliations that concerned it, oldest first, with their
+         *     outcome.
+         */
+        get: operations["getPayment"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1794,43 +841,15 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Refund a payment through Stripe, in full or in part. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    payment_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": components["schemas"]["Refund"];
-                };
-            };
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Payment"];
-                    };
-                };
-                400: components["responses"]["BAD_REQUEST"];
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                409: components["responses"]["CONFLICT"];
-                413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                502: components["responses"]["BAD_GATEWAY"];
-                503: components["responses"]["SERVICE_UNAVAILABLE"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Refund a payment through Stripe, in full or in part.
+         * @description Admins only (others 403). `amount` defaults to all that is left; more than that is a 422.
+         *     Only a succeeded (or partly refunded) payment can be refunded, else 409. A full refund
+         *     refunds the order; the store's transfer is lowered or reversed and the buyer is emailed.
+         *     Stripe refusing is a 409 with its reason, after the payment is read back from Stripe;
+         *     Stripe unreachable a 502; not configured a 503. Recorded in the audit log.
+         */
+        post: operations["refundPayment"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1844,37 +863,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Every order, newest first, by status or store. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    status?: "pending_payment" | "paid" | "cancelled" | "expired" | "fulfilled" | "shipped" | "delivered" | "refunded";
-                    store_id?: number;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["OrderPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Every order, newest first, by status or store.
+         * @description Admins only (others 403). Filters: `status`, `store_id`; keyset-paginated.
+         */
+        get: operations["listAllOrders"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1890,37 +883,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Transfers to sellers, newest first, by status or store. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    status?: "pending" | "paid" | "partially_reversed" | "reversed" | "canceled";
-                    store_id?: number;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["TransferPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Transfers to sellers, newest first, by status or store.
+         * @description Admins only (others 403). Every store's transfers (one per delivered order); filters:
+         *     `status`, `store_id`; keyset-paginated.
+         */
+        get: operations["listAllTransfers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1936,37 +904,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The Stripe webhook's trail, newest first, by event type or outcome. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    type?: string;
-                    outcome?: "applied" | "duplicate" | "ignored" | "anomaly" | "error";
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["PaymentEventPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * The Stripe webhook's trail, newest first, by event type or outcome.
+         * @description Admins only (others 403). One row per Stripe event received (or read back by `payments
+         *     reconcile`), with its outcome (`applied`, `duplicate`, `ignored`, `anomaly`, `error`), its
+         *     deliveries and processing time. Filters: `type`, `outcome`; keyset-paginated.
+         */
+        get: operations["listPaymentEvents"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1986,34 +930,13 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Apply a recorded Stripe event again (after a fix); a state already reached is not applied twice. */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    event_id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["PaymentEvent"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                404: components["responses"]["NOT_FOUND"];
-                500: components["responses"]["INTERNAL_SERVER_ERROR"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Apply a recorded Stripe event again (after a fix); a state already reached is not applied twice.
+         * @description Admins only (others 403); 404 if there is no such event. Runs the stored event through the
+         *     webhook's own path and answers its audit row with the new outcome; if applying fails again
+         *     the failure is recorded and the answer is a 500. Recorded in the audit log.
+         */
+        post: operations["replayPaymentEvent"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2027,30 +950,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The marketplace's numbers: users, stores, products, orders by status, revenue by currency. */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["Stats"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * The marketplace's numbers: users, stores, products, orders by status, revenue by currency.
+         * @description Admins only (others 403). Counts of users, stores and products, orders counted by status,
+         *     and revenue per currency: what succeeded payments took less what was refunded, in minor
+         *     units.
+         */
+        get: operations["getStats"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2066,35 +972,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** What admins changed, newest first. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["AuditEntryPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * What admins changed, newest first.
+         * @description Admins only (others 403). Every write an admin made, through the admin console or the
+         *     ordinary endpoints (closing a store, repricing a product, cancelling an order): who, what,
+         *     when, and the fields before and after. Keyset-paginated.
+         */
+        get: operations["listAuditLog"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2110,36 +994,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Background jobs (emails, reports), newest first; `status=failed`: those that gave up, with why. */
-        get: {
-            parameters: {
-                query?: {
-                    limit?: number;
-                    /** @description `next_cursor` of the previous page. */
-                    cursor?: string;
-                    status?: "pending" | "done" | "failed";
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description OK */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["JobPage"];
-                    };
-                };
-                401: components["responses"]["UNAUTHORIZED"];
-                403: components["responses"]["FORBIDDEN"];
-                422: components["responses"]["UNPROCESSABLE_ENTITY"];
-                default: components["responses"]["DEFAULT_ERROR"];
-            };
-        };
+        /**
+         * Background jobs (emails, reports), newest first; `status=failed`: those that gave up, with why.
+         * @description Admins only (others 403). The outbox's rows: each job's name, status (`pending`, `done`,
+         *     `failed`), attempts and last error, without their payloads (a sign-in job's holds an email
+         *     address). Keyset-paginated.
+         */
+        get: operations["listJobs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2169,22 +1030,6 @@ export interface components {
             errors?: {
                 [key: string]: unknown;
             };
-        };
-        PaginationMetadata: {
-            /** @description Total number of items. */
-            total?: number;
-            /** @description Total number of pages. */
-            total_pages?: number;
-            /** @description First available page number. */
-            first_page?: number;
-            /** @description Last available page number. */
-            last_page?: number;
-            /** @description Current page number. */
-            page?: number;
-            /** @description Previous page number. */
-            previous_page?: number;
-            /** @description Next page number. */
-            next_page?: number;
         };
         Liveness: {
             /** @enum {string} */
@@ -2831,4 +1676,1457 @@ export interface components {
     pathItems: never;
 }
 export type $defs = Record<string, never>;
-export type operations = Record<string, never>;
+export interface operations {
+    getLiveness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Liveness"];
+                };
+            };
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            /** @description The database did not answer within 3 s. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    register: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Register"];
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Detail"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            429: components["responses"]["TOO_MANY_REQUESTS"];
+            503: components["responses"]["SERVICE_UNAVAILABLE"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    requestCode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodeRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Detail"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            429: components["responses"]["TOO_MANY_REQUESTS"];
+            503: components["responses"]["SERVICE_UNAVAILABLE"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    verifyCode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodeVerify"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignIn"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    refreshTokens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Tokens"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["Logout"];
+            };
+        };
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getMyProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    updateMyProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ProfileUpdate"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listMyStores: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StorePage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listStores: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Words the store's name holds (all of them), in any case: a word of three characters or more anywhere, a shorter one at the start of a word (`tv` finds 'TV House', not 'HDTV'). A word with no letter or digit matches nothing. */
+                q?: string;
+                /** @description The slug of the one store to find (an empty page if no store on sale has it). */
+                slug?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StorePage"];
+                };
+            };
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            429: components["responses"]["TOO_MANY_REQUESTS"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    createStore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["StoreCreate"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Store"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getStore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Store"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            404: components["responses"]["NOT_FOUND"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    updateStore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["StoreUpdate"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Store"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listStoreProducts: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not 'HDTV'). A word with no letter or digit matches nothing. */
+                q?: string;
+                /** @description Inclusive. */
+                min_price?: number;
+                /** @description Inclusive. */
+                max_price?: number;
+                /** @description true: only products with units available (stock - reserved > 0). */
+                in_stock?: boolean;
+                sort?: "newest" | "price_asc" | "price_desc";
+                /** @description Also inactive products (the store's owner or an admin only). */
+                include_inactive?: boolean;
+            };
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            429: components["responses"]["TOO_MANY_REQUESTS"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    createProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProductCreate"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Product"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            409: components["responses"]["CONFLICT"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listProducts: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Words to find (all of them), each in the name or the description, in any case. A word of three characters or more matches anywhere (`pot` finds 'Teapot'); a shorter one matches the start of a word, at the start of the text or after a space (`tv` finds 'TV stand' and 'Remote for tvOS', not 'HDTV'). A word with no letter or digit matches nothing. */
+                q?: string;
+                /** @description Inclusive. */
+                min_price?: number;
+                /** @description Inclusive. */
+                max_price?: number;
+                /** @description true: only products with units available (stock - reserved > 0). */
+                in_stock?: boolean;
+                sort?: "newest" | "price_asc" | "price_desc";
+                /** @description Only this store's products. */
+                store_id?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductPage"];
+                };
+            };
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            429: components["responses"]["TOO_MANY_REQUESTS"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                product_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Product"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            404: components["responses"]["NOT_FOUND"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    deleteProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                product_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    updateProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                product_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ProductUpdate"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Product"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            409: components["responses"]["CONFLICT"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listMyOrders: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                status?: "pending_payment" | "paid" | "cancelled" | "expired" | "fulfilled" | "shipped" | "delivered" | "refunded";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    placeOrder: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes placing the order safe to retry: the same key and body within 24 hours answer the original order (header Idempotent-Replayed: true). */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OrderCreate"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description `true` when this is the order an earlier request placed. */
+                    "Idempotent-Replayed"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            409: components["responses"]["CONFLICT"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            429: components["responses"]["TOO_MANY_REQUESTS"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            404: components["responses"]["NOT_FOUND"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    moveOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OrderStatusChange"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            409: components["responses"]["CONFLICT"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listStoreOrders: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                status?: "pending_payment" | "paid" | "cancelled" | "expired" | "fulfilled" | "shipped" | "delivered" | "refunded";
+            };
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    startPayment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The open payment, again. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentStart"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentStart"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            409: components["responses"]["CONFLICT"];
+            502: components["responses"]["BAD_GATEWAY"];
+            503: components["responses"]["SERVICE_UNAVAILABLE"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    cancelOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                order_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            404: components["responses"]["NOT_FOUND"];
+            409: components["responses"]["CONFLICT"];
+            502: components["responses"]["BAD_GATEWAY"];
+            503: components["responses"]["SERVICE_UNAVAILABLE"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    receiveStripeEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                "Stripe-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A Stripe event, exactly as Stripe signed it. */
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAnswer"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            500: components["responses"]["INTERNAL_SERVER_ERROR"];
+            503: components["responses"]["SERVICE_UNAVAILABLE"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    startPayoutOnboarding: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OnboardingLink"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            409: components["responses"]["CONFLICT"];
+            502: components["responses"]["BAD_GATEWAY"];
+            503: components["responses"]["SERVICE_UNAVAILABLE"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getStorePayouts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Payouts"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listStoreTransfers: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                status?: "pending" | "paid" | "partially_reversed" | "reversed" | "canceled";
+            };
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TransferPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    receiveStripeConnectEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                "Stripe-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description An event of a connected account, exactly as Stripe signed it. */
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAnswer"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            500: components["responses"]["INTERNAL_SERVER_ERROR"];
+            503: components["responses"]["SERVICE_UNAVAILABLE"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    createSalesReport: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                store_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportCreate"];
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Report"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getReport: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                report_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Report"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            404: components["responses"]["NOT_FOUND"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    downloadReport: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                report_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report's file: CSV with a header row, or a JSON array. After the contract's columns come `buyer_email` and the shipping address (CSV: `ship_name`, `ship_line1`, `ship_line2`, `ship_city`, `ship_region`, `ship_postal_code`, `ship_country`, `ship_phone`; JSON: `shipping_address`, object or null). */
+            200: {
+                headers: {
+                    /** @description attachment; filename=... */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/json": Record<string, never>[];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            404: components["responses"]["NOT_FOUND"];
+            409: components["responses"]["CONFLICT"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listMyReports: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listUsers: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description Part of an email or a name. */
+                q?: string;
+                role?: "customer" | "admin";
+                is_active?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    updateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["UserUpdate"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listPayments: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                status?: "pending" | "processing" | "succeeded" | "failed" | "canceled" | "refunded" | "partially_refunded";
+                user_id?: number;
+                order_id?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getPayment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                payment_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentDetail"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    refundPayment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                payment_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["Refund"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Payment"];
+                };
+            };
+            400: components["responses"]["BAD_REQUEST"];
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            409: components["responses"]["CONFLICT"];
+            413: components["responses"]["REQUEST_ENTITY_TOO_LARGE"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            502: components["responses"]["BAD_GATEWAY"];
+            503: components["responses"]["SERVICE_UNAVAILABLE"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listAllOrders: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                status?: "pending_payment" | "paid" | "cancelled" | "expired" | "fulfilled" | "shipped" | "delivered" | "refunded";
+                store_id?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listAllTransfers: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                status?: "pending" | "paid" | "partially_reversed" | "reversed" | "canceled";
+                store_id?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TransferPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listPaymentEvents: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                type?: string;
+                outcome?: "applied" | "duplicate" | "ignored" | "anomaly" | "error";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentEventPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    replayPaymentEvent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                event_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentEvent"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            404: components["responses"]["NOT_FOUND"];
+            500: components["responses"]["INTERNAL_SERVER_ERROR"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    getStats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Stats"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listAuditLog: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEntryPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+    listJobs: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+                status?: "pending" | "done" | "failed";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobPage"];
+                };
+            };
+            401: components["responses"]["UNAUTHORIZED"];
+            403: components["responses"]["FORBIDDEN"];
+            422: components["responses"]["UNPROCESSABLE_ENTITY"];
+            default: components["responses"]["DEFAULT_ERROR"];
+        };
+    };
+}

@@ -42,51 +42,85 @@ def _code_sending(view):
 
 @blp.route("/register")
 class Register(MethodView):
+    @blp.doc(operationId="register")
     @blp.arguments(RegisterSchema())
     @blp.response(202, DetailSchema)
     @_code_sending
     def post(self, payload):
-        """Sign up, or sign in again: email a one-time code."""
+        """Sign up, or sign in again: email a one-time code.
+
+        Anyone, no token. Creates the account if the address is new and emails a 6-digit code,
+        valid for `OTP_TTL_SECONDS` (600); an existing account just gets a new sign-in code. The
+        202 is the same either way and the email is sent by a background job, so the answer tells
+        nothing about who has an account. `full_name` and `phone` take effect only when the code is
+        verified. 429 (with `Retry-After`) past `OTP_RATE_LIMIT_PER_EMAIL` or `OTP_RATE_LIMIT_PER_IP`,
+        budgets shared with `requestCode`.
+        """
         service.register(**payload)
         return CODE_SENT
 
 
 @blp.route("/otp/request")
 class RequestCode(MethodView):
+    @blp.doc(operationId="requestCode")
     @blp.arguments(CodeRequestSchema())
     @blp.response(202, DetailSchema)
     @_code_sending
     def post(self, payload):
-        """Email a one-time code to an existing account."""
+        """Email a one-time code to an existing account.
+
+        Anyone, no token. Emails a 6-digit code to the address if it belongs to an active user; a
+        new code makes older ones useless. The 202 is the same whether or not the address has an
+        account. 429 (with `Retry-After`) past the per-address or per-IP budget shared with `register`.
+        """
         service.request_code(**payload)
         return CODE_SENT
 
 
 @blp.route("/otp/verify")
 class VerifyCode(MethodView):
+    @blp.doc(operationId="verifyCode")
     @blp.arguments(CodeVerifySchema())
     @blp.response(200, SignInSchema)
     @documents_errors(401)
     def post(self, payload):
-        """Trade a one-time code for an access and a refresh token."""
+        """Trade a one-time code for an access and a refresh token.
+
+        Anyone, no token. The right code answers the tokens and the user, and marks the address
+        verified. A wrong, expired or used code, or an unknown address, is the same 401; after
+        `OTP_MAX_ATTEMPTS` (5) wrong tries the code is dead even if the right one follows.
+        """
         user = service.verify_code(**payload)
         return {**tokens.issue_tokens(user), "user": user}
 
 
 @blp.route("/refresh")
 class Refresh(MethodView):
+    @blp.doc(operationId="refreshTokens")
     @login_required(refresh=True)
     @blp.response(200, TokensSchema)
     def post(self):
-        """Trade the refresh token (as the Bearer token) for a new pair; the old one is spent."""
+        """Trade the refresh token (as the Bearer token) for a new pair; the old one is spent.
+
+        Send the refresh token, not the access token, as the Bearer token. Presenting a spent
+        refresh token again is a 401 and, as it was probably stolen, revokes every refresh token of
+        the user; within `JWT_REFRESH_REUSE_GRACE_SECONDS` (10) of its rotation it gets a fresh pair
+        instead (two tabs refreshing at once).
+        """
         return tokens.rotate_refresh_token(get_current_user(), get_jwt())
 
 
 @blp.route("/logout")
 class Logout(MethodView):
+    @blp.doc(operationId="logout")
     @login_required()
     @blp.arguments(LogoutSchema(), required=False)
     @blp.response(204)
     def post(self, payload):
-        """Revoke this access token, and the refresh token if it is given."""
+        """Revoke this access token, and the refresh token if it is given.
+
+        Signed-in users. 204; from then on the access token, and the `refresh_token` of the body if
+        one is sent, answer 401 on every instance. A refresh token that is not the caller's is a
+        422 and revokes nothing.
+        """
         tokens.sign_out(get_current_user(), get_jwt(), payload.get("refresh_token"))
