@@ -449,6 +449,13 @@ export interface paths {
                         "application/json": components["schemas"]["StorePage"];
                     };
                 };
+                /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 422: components["responses"]["UNPROCESSABLE_ENTITY"];
                 429: components["responses"]["TOO_MANY_REQUESTS"];
                 default: components["responses"]["DEFAULT_ERROR"];
@@ -521,6 +528,13 @@ export interface paths {
                     content: {
                         "application/json": components["schemas"]["Store"];
                     };
+                };
+                /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
                 401: components["responses"]["UNAUTHORIZED"];
                 404: components["responses"]["NOT_FOUND"];
@@ -613,6 +627,13 @@ export interface paths {
                         "application/json": components["schemas"]["ProductPage"];
                     };
                 };
+                /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 401: components["responses"]["UNAUTHORIZED"];
                 403: components["responses"]["FORBIDDEN"];
                 404: components["responses"]["NOT_FOUND"];
@@ -704,6 +725,13 @@ export interface paths {
                         "application/json": components["schemas"]["ProductPage"];
                     };
                 };
+                /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
                 422: components["responses"]["UNPROCESSABLE_ENTITY"];
                 429: components["responses"]["TOO_MANY_REQUESTS"];
                 default: components["responses"]["DEFAULT_ERROR"];
@@ -746,6 +774,13 @@ export interface paths {
                     content: {
                         "application/json": components["schemas"]["Product"];
                     };
+                };
+                /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
                 401: components["responses"]["UNAUTHORIZED"];
                 404: components["responses"]["NOT_FOUND"];

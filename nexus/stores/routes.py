@@ -21,6 +21,7 @@ from nexus.stores.schemas import (
     StoreUpdateSchema,
 )
 from nexus.users.permissions import login_optional, login_required
+from nexus.web import cacheable
 
 stores = Blueprint("stores", __name__, url_prefix="/api/v1/stores", description="Stores and their products.")
 products = Blueprint("products", __name__, url_prefix="/api/v1/products", description="The product catalog.")
@@ -32,6 +33,7 @@ catalog_limit = limiter.shared_limit(lambda: current_app.config["CATALOG_RATE_LI
 
 @stores.route("")
 class Stores(MethodView):
+    @cacheable
     @stores.arguments(StoreListArgsSchema(), location="query")
     @stores.response(200, StorePageSchema)
     @documents_errors(429)
@@ -50,6 +52,7 @@ class Stores(MethodView):
 
 @stores.route("/<id:store_id>")
 class StoreById(MethodView):
+    @cacheable
     @login_optional()
     @stores.response(200, StoreSchema)
     @documents_errors(404)
@@ -69,6 +72,7 @@ class StoreById(MethodView):
 
 @stores.route("/<id:store_id>/products")
 class StoreProducts(MethodView):
+    @cacheable
     @login_optional()
     @stores.arguments(StoreProductsArgsSchema(), location="query")
     @stores.response(200, ProductPageSchema)
@@ -90,6 +94,7 @@ class StoreProducts(MethodView):
 
 @products.route("")
 class Catalog(MethodView):
+    @cacheable
     @products.arguments(CatalogArgsSchema(), location="query")
     @products.response(200, ProductPageSchema)
     @documents_errors(429)
@@ -101,6 +106,7 @@ class Catalog(MethodView):
 
 @products.route("/<id:product_id>")
 class ProductById(MethodView):
+    @cacheable
     @login_optional()
     @products.response(200, ProductSchema)
     @documents_errors(404)
