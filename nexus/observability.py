@@ -231,6 +231,24 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 TOKEN = re.compile(r"(?i)\bbearer\s+\S+|\beyJ[\w-]+\.[\w-]+\.[\w-]+|\b(?:sk|rk|pk|whsec)_\w+")
 
 
+# What Sentry's integrations may collect: nothing that identifies a person. This is
+# `send_default_pii=False` as sentry-sdk 2.75 spells it (it deprecates that flag), and stricter:
+# no bodies, cookies, query strings or stack-frame variables (a frame's locals hold the very
+# emails and tokens above) either.
+NO_PERSONAL_DATA = {
+    "user_info": False,
+    "cookies": {"mode": "off"},
+    "http_headers": {"request": {"mode": "denylist"}},  # Authorization and its kin: "[Filtered]", then dropped
+    "http_bodies": [],
+    "url_query_params": {"mode": "off"},
+    "graphql": {"document": False, "variables": False},
+    "gen_ai": {"inputs": False, "outputs": False},
+    "database_query_data": False,
+    "queues": False,
+    "stack_frame_variables": False,
+}
+
+
 def _redacted(value: Any) -> Any:
     if isinstance(value, str):
         return TOKEN.sub("[token]", EMAIL.sub("[email]", value))
@@ -276,9 +294,7 @@ def init_sentry(settings: Mapping[str, Any]) -> None:
         release=release(settings),
         environment=settings["ENVIRONMENT"],
         integrations=[FlaskIntegration(transaction_style="url"), SqlalchemyIntegration(), DramatiqIntegration()],
-        send_default_pii=False,
-        max_request_body_size="never",
-        include_local_variables=False,  # a frame's locals hold the very emails and tokens above
+        data_collection=NO_PERSONAL_DATA,
         before_send=scrubbed,
         shutdown_timeout=2,
     )
