@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from nexus.config import VERSION
@@ -53,6 +53,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # Seconds. A catalog page takes a few milliseconds, a payment waits on Stripe for up to a minute.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 METRICS_KEY = "nexus.metrics"
+POOL_SAMPLE_SECONDS = 1.0
 TOKEN_REFUSED = "Metrics need the bearer token METRICS_TOKEN."  # noqa: S105 (a message, not a secret)
 
 
@@ -88,7 +89,8 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        # Per process; summed over the live gunicorn processes (a dead one's files are dropped).
+        # Per process, sampled each second; summed over the live gunicorn processes (a dead one's
+        # files are dropped).
         self.pool_checked_out = Gauge(
             "nexus_db_pool_checked_out",
             "Database connections in use, by pool.",
@@ -113,6 +115,9 @@ class Metrics:
         # (method, route, status) -> (the counter's child, the histogram's child): a label lookup
         # takes a lock and builds a tuple, several times the cost of counting itself.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._pools: list[tuple[Any, Any, Any, Any]] = []
+        self._sampler_pid: int | None = None
+        self._sampler_lock = threading.Lock()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -125,27 +130,34 @@ class Metrics:
         latency.observe(seconds)
 
     def watch_pool(self, name: str, engine: Engine) -> None:
-        """Keep the gauges of `engine`'s pool up to date, counting its checkouts and checkins
-        (at a checkin the pool has not yet taken the connection back, so its own count is one
-        high). A pool without a size (SQLite's in-memory one) is left out."""
+        """Report `engine`'s pool (one without a size, SQLite's in-memory one, is left out)."""
         pool = engine.pool
-        if not hasattr(pool, "size"):
+        if all(hasattr(pool, figure) for figure in ("checkedout", "size", "overflow")):
+            gauges = (self.pool_checked_out.labels(name), self.pool_size.labels(name), self.pool_overflow.labels(name))
+            self._pools.append((pool, *gauges))
+
+    def sample_pools(self) -> None:
+        for pool, checked_out, size, overflow in self._pools:
+            checked_out.set(pool.checkedout())
+            size.set(pool.size())
+            overflow.set(max(0, pool.overflow()))  # QueuePool counts up from -size
+
+    def keep_sampling_pools(self) -> None:
+        """Sample this process's pools every POOL_SAMPLE_SECONDS on a thread of its own, started
+        by its first request (a thread of gunicorn's master is not in the forked workers). Pool
+        events would keep the gauges exact but cost as much per request as counting it."""
+        pid = os.getpid()
+        if self._sampler_pid == pid:
             return
-        checked_out = self.pool_checked_out.labels(name)
-        size = self.pool_size.labels(name)
-        overflow = self.pool_overflow.labels(name)
-        in_use = [0]
-        lock = threading.Lock()
+        with self._sampler_lock:
+            if self._sampler_pid != pid:
+                self._sampler_pid = pid
+                threading.Thread(target=self._sample_pools_forever, name="nexus-pool-metrics", daemon=True).start()
 
-        def update(change: int) -> None:
-            with lock:
-                in_use[0] += change
-                checked_out.set(in_use[0])
-                size.set(pool.size())
-                overflow.set(max(0, in_use[0] - pool.size()))
-
-        event.listen(engine, "checkout", lambda *_: update(1))
-        event.listen(engine, "checkin", lambda *_: update(-1))
+    def _sample_pools_forever(self) -> None:
+        while True:
+            self.sample_pools()
+            time.sleep(POOL_SAMPLE_SECONDS)
 
 
 class OutboxBacklog:
@@ -173,13 +185,20 @@ class OutboxBacklog:
         yield family
 
 
-def _count_request(response: Response) -> Response:
-    metrics: Metrics = current_app.extensions[METRICS_KEY]
-    rule = request.url_rule
-    method = request.method if request.method in METHODS else "OTHER"
-    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    metrics.observe(method, rule.rule if rule is not None else UNMATCHED, response.status_code, elapsed)
-    return response
+def _request_counter(metrics: Metrics):
+    """The after-request hook that counts and times each request in `metrics`."""
+
+    def count(response: Response) -> Response:
+        current = request._get_current_object()  # one proxy lookup, not four
+        rule, method = current.url_rule, current.method
+        started = g.get("started")
+        elapsed = time.perf_counter() - started if started is not None else 0.0
+        route = rule.rule if rule is not None else UNMATCHED
+        metrics.observe(method if method in METHODS else "OTHER", route, response.status_code, elapsed)
+        metrics.keep_sampling_pools()
+        return response
+
+    return count
 
 
 def _token_given(token: str) -> bool:
@@ -192,11 +211,13 @@ def metrics_view() -> Response:
     token = current_app.config["METRICS_TOKEN"]
     if token and not _token_given(token):
         raise Unauthorized(TOKEN_REFUSED, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    metrics: Metrics = current_app.extensions[METRICS_KEY]
+    metrics.sample_pools()  # this process's figures as of now; the others' are at most a second old
     registry = CollectorRegistry()
     if multiprocess_dir():
         MultiProcessCollector(registry)
     else:
-        registry.register(current_app.extensions[METRICS_KEY].registry)
+        registry.register(metrics.registry)
     registry.register(OutboxBacklog())
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     response = Response(encode(registry), content_type=content_type)
@@ -215,7 +236,7 @@ def init_metrics(app: Flask) -> None:
         engines = dict(db.engines)
     for name, engine in engines.items():
         metrics.watch_pool(name or "default", engine)
-    app.after_request(_count_request)
+    app.after_request(_request_counter(metrics))
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
 
 
