@@ -326,21 +326,21 @@ def init_sentry(settings: Mapping[str, Any]) -> None:
 
 OTLP_TIMEOUT_SECONDS = 10
 UNTRACED_PATHS = "/health,/api/v1/health,/metrics"  # probes and scrapes, every few seconds
-_tracing: dict[str, Any] = {"after_fork": False, "provider": None}
+TRACING: dict[str, Any] = {"after_fork": False, "provider": None}
 
 
 def trace_after_fork() -> None:
     """Called by gunicorn.conf.py: the tracer provider is built in each worker (`start_tracing`
     from `post_fork`), not when the app is created in the master."""
-    _tracing["after_fork"] = True
+    TRACING["after_fork"] = True
 
 
 def start_tracing(settings: Mapping[str, Any], *, exporter: Any = None) -> Any:
     """The process's tracer provider, exporting in batches over OTLP/HTTP (or to `exporter`):
     built once, on the first call; None without OTEL_EXPORTER_OTLP_ENDPOINT."""
     endpoint = settings.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if _tracing["provider"] is not None or not endpoint:
-        return _tracing["provider"]
+    if TRACING["provider"] is not None or not endpoint:
+        return TRACING["provider"]
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -355,7 +355,7 @@ def start_tracing(settings: Mapping[str, Any], *, exporter: Any = None) -> Any:
         exporter = OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", timeout=OTLP_TIMEOUT_SECONDS)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    _tracing["provider"] = provider
+    TRACING["provider"] = provider
     return provider
 
 
@@ -381,12 +381,12 @@ def init_tracing(app: Flask) -> None:
     requests_instrumentor = RequestsInstrumentor()
     if not requests_instrumentor.is_instrumented_by_opentelemetry:
         requests_instrumentor.instrument()
-    if not _tracing["after_fork"]:
+    if not TRACING["after_fork"]:
         start_tracing(app.config)
 
 
 def stop_tracing() -> None:
     """Send what is buffered and stop exporting (a test's end; a process exits on its own)."""
-    provider = _tracing["provider"]
+    provider = TRACING["provider"]
     if provider is not None:
         provider.shutdown()
