@@ -3,13 +3,25 @@ $WEB_THREADS threads each, within time limits derived from the app's own, loggin
 
 import math
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from gunicorn import glogging
 
-from nexus.config import ConfigError, load_settings
-from nexus.logs import GunicornJsonFormatter
-from nexus.payments import gateway
+# Metrics: every process writes its figures to files in one directory, and /metrics sums them
+# (prometheus_client's multiprocess mode, nexus.observability). prometheus_client picks the mode
+# when it is first imported, so the directory is named before anything of the app is.
+METRICS_DIR_CREATED = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if METRICS_DIR_CREATED:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="nexus-metrics-")
+METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+from nexus import observability  # noqa: E402 (after the metrics directory is set)
+from nexus.config import ConfigError, load_settings  # noqa: E402
+from nexus.logs import GunicornJsonFormatter  # noqa: E402
+from nexus.payments import gateway  # noqa: E402
 
 try:
     settings = load_settings(os.environ)
@@ -48,6 +60,35 @@ graceful_timeout = timeout
 # Build the app once in the master: a bad production setting stops the service with one clear
 # line instead of every worker crashing on boot. No connections are opened before the fork.
 preload_app = True
+# The tracer provider's batch exporter runs a thread, which a fork does not copy: each worker
+# builds its own (post_fork), while the app built in the master only installs the instrumentation.
+observability.trace_after_fork()
+
+
+def on_starting(server) -> None:
+    """Wipe the metrics directory: figures of an earlier server there would be summed in."""
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for leftover in METRICS_DIR.iterdir():
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+
+
+def post_fork(server, worker) -> None:
+    observability.start_tracing(settings)
+
+
+def child_exit(server, worker) -> None:
+    """A worker that exited takes its gauges (its pool figures) out of the sum; its counts stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if METRICS_DIR_CREATED:
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 class JsonLogger(glogging.Logger):

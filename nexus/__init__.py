@@ -20,6 +20,7 @@ from nexus.ids import IdConverter
 from nexus.jobs.broker import init_jobs
 from nexus.logs import configure_logging
 from nexus.notifications.service import init_notifications
+from nexus.observability import init_metrics, init_sentry, init_tracing
 from nexus.openapi import BodyErrors, init_openapi
 from nexus.orders.routes import blp as orders_blp
 from nexus.payments.routes import blp as payments_blp
@@ -59,6 +60,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     settings = load_settings(os.environ if environ is None else environ)
     check_production(settings)
     configure_logging(settings["LOG_LEVEL"])
+    init_sentry(settings)
 
     app = Flask(__name__, static_folder=None)
     app.json = OrjsonProvider(app)
@@ -88,5 +90,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
 
     register_error_handlers(app)
     register_request_hooks(app)
+    init_metrics(app)
+    init_tracing(app)
     register_commands(app)
     return app

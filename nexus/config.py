@@ -137,6 +137,13 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "WEB_CONCURRENCY": _positive(env, "WEB_CONCURRENCY", 2),
         "WEB_THREADS": _positive(env, "WEB_THREADS", 4),
         "DATABASE_STATEMENT_TIMEOUT_MS": _positive(env, "DATABASE_STATEMENT_TIMEOUT_MS", 5000),
+        # Observability (nexus.observability): each part on only when configured. Metrics are on
+        # unless METRICS_ENABLED=false (the benchmark's baseline), and in production only with a token.
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip() or None,
+        "METRICS_ENABLED": _bool(env.get("METRICS_ENABLED"), default=True),
+        "SENTRY_DSN": env.get("SENTRY_DSN", "").strip() or None,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or None,
+        "RELEASE_COMMIT": env.get("RENDER_GIT_COMMIT", "").strip() or None,  # Render sets it on deploys
     }
     settings.update(_derived(settings))
     return settings

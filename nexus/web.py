@@ -1,14 +1,19 @@
-"""Per-request plumbing: the request id, security headers, one JSON access-log line, no cookie sessions."""
+"""Per-request plumbing: the request id, security headers, one JSON access-log line, no cookie
+sessions, and the HTTP caching of public reads (`cacheable`)."""
 
+import hashlib
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable
+from functools import wraps
 
 from flask import Flask, Request, Response, g, request
 from flask.sessions import SessionInterface, SessionMixin
 from flask_jwt_extended import get_jwt_identity
+
+from nexus.openapi import Blueprint
 
 access_log = logging.getLogger("nexus.access")
 
@@ -101,3 +106,40 @@ def register_request_hooks(app: Flask) -> None:
     app.session_interface = NoCookieSessions()
     app.before_request(_start_request)
     app.after_request(_finish_request)
+
+
+# Anyone's copy of a public read may be reused for half a minute: a product's price or stock is
+# that stale at worst, and the catalog's busiest pages are served by caches in front of us.
+PUBLIC_CACHE_CONTROL = "public, max-age=30"
+# An answer that depends on who asks (an owner sees their inactive store, an admin everything):
+# never kept by a shared cache, nor served to anyone else.
+PRIVATE_CACHE_CONTROL = "private"
+NOT_MODIFIED = {"304": {"description": "Not Modified: the `ETag` sent in `If-None-Match` still matches."}}
+
+
+def cacheable(view: Callable) -> Callable:
+    """A public read's 200 carries an ETag of its body, and the same request with that ETag in
+    `If-None-Match` is answered 304 with no body (the work is done, the bytes are not sent).
+    Anonymous answers are `public, max-age=30`; an answer to a request carrying Authorization
+    may depend on who asks, so it is `private`; `Vary: Authorization` keeps caches from handing
+    the one to the other. Hashing the body costs microseconds and no second query."""
+
+    @wraps(view)
+    def answer(*args, **kwargs) -> Response:
+        response = view(*args, **kwargs)
+        if response.status_code != 200:
+            return response
+        headers = response.headers
+        headers["Cache-Control"] = PRIVATE_CACHE_CONTROL if "Authorization" in request.headers else PUBLIC_CACHE_CONTROL
+        headers["Vary"] = "Authorization"
+        etag = hashlib.sha1(response.get_data(), usedforsecurity=False).hexdigest()
+        headers["ETag"] = f'"{etag}"'
+        # Weak comparison, as RFC 9110 has it for If-None-Match (a proxy may have weakened ours).
+        if "If-None-Match" in request.headers and request.if_none_match.contains_weak(etag):
+            response.status_code = 304
+            response.response = []
+            for entity in ("Content-Type", "Content-Length"):
+                headers.pop(entity, None)
+        return response
+
+    return Blueprint.doc(responses=NOT_MODIFIED)(answer)

@@ -19,6 +19,7 @@ import yaml
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.engine import make_url
 
+from nexus import observability
 from nexus.auth.models import RevokedToken
 from nexus.config import load_settings
 from nexus.database import utcnow
@@ -99,10 +100,14 @@ def test_the_blueprint_has_what_render_requires():
             assert linked is None or linked["name"] in names, f"{var['key']} points at an unknown resource"
 
 
-def test_gunicorn_runs_threads_within_time_limits_past_every_limit_of_the_app(monkeypatch):
+def test_gunicorn_runs_threads_within_time_limits_past_every_limit_of_the_app(monkeypatch, tmp_path):
     environ = blueprint_environ("postgresql://nexus@127.0.0.1:5432/nexus")
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
+    # What reading the file does to this process, undone after the test: it names the metrics
+    # directory and has tracing wait for a fork.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setitem(observability.TRACING, "after_fork", False)
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     settings = load_settings(environ)
 

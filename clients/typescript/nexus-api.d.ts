@@ -1970,6 +1970,13 @@ export interface operations {
                     "application/json": components["schemas"]["StorePage"];
                 };
             };
+            /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             422: components["responses"]["UNPROCESSABLE_ENTITY"];
             429: components["responses"]["TOO_MANY_REQUESTS"];
             default: components["responses"]["DEFAULT_ERROR"];
@@ -2024,6 +2031,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Store"];
                 };
+            };
+            /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             401: components["responses"]["UNAUTHORIZED"];
             404: components["responses"]["NOT_FOUND"];
@@ -2097,6 +2111,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ProductPage"];
                 };
+            };
+            /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             401: components["responses"]["UNAUTHORIZED"];
             403: components["responses"]["FORBIDDEN"];
@@ -2173,6 +2194,13 @@ export interface operations {
                     "application/json": components["schemas"]["ProductPage"];
                 };
             };
+            /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             422: components["responses"]["UNPROCESSABLE_ENTITY"];
             429: components["responses"]["TOO_MANY_REQUESTS"];
             default: components["responses"]["DEFAULT_ERROR"];
@@ -2197,6 +2225,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Product"];
                 };
+            };
+            /** @description Not Modified: the `ETag` sent in `If-None-Match` still matches. */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             401: components["responses"]["UNAUTHORIZED"];
             404: components["responses"]["NOT_FOUND"];

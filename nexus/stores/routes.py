@@ -21,6 +21,7 @@ from nexus.stores.schemas import (
     StoreUpdateSchema,
 )
 from nexus.users.permissions import login_optional, login_required
+from nexus.web import cacheable
 
 stores = Blueprint("stores", __name__, url_prefix="/api/v1/stores", description="Stores and their products.")
 products = Blueprint("products", __name__, url_prefix="/api/v1/products", description="The product catalog.")
@@ -33,6 +34,7 @@ catalog_limit = limiter.shared_limit(lambda: current_app.config["CATALOG_RATE_LI
 @stores.route("")
 class Stores(MethodView):
     @stores.doc(operationId="listStores")
+    @cacheable
     @stores.arguments(StoreListArgsSchema(), location="query")
     @stores.response(200, StorePageSchema)
     @documents_errors(429)
@@ -63,6 +65,7 @@ class Stores(MethodView):
 @stores.route("/<id:store_id>")
 class StoreById(MethodView):
     @stores.doc(operationId="getStore")
+    @cacheable
     @login_optional()
     @stores.response(200, StoreSchema)
     @documents_errors(404)
@@ -93,6 +96,7 @@ class StoreById(MethodView):
 @stores.route("/<id:store_id>/products")
 class StoreProducts(MethodView):
     @stores.doc(operationId="listStoreProducts")
+    @cacheable
     @login_optional()
     @stores.arguments(StoreProductsArgsSchema(), location="query")
     @stores.response(200, ProductPageSchema)
@@ -127,6 +131,7 @@ class StoreProducts(MethodView):
 @products.route("")
 class Catalog(MethodView):
     @products.doc(operationId="listProducts")
+    @cacheable
     @products.arguments(CatalogArgsSchema(), location="query")
     @products.response(200, ProductPageSchema)
     @documents_errors(429)
@@ -146,6 +151,7 @@ class Catalog(MethodView):
 @products.route("/<id:product_id>")
 class ProductById(MethodView):
     @products.doc(operationId="getProduct")
+    @cacheable
     @login_optional()
     @products.response(200, ProductSchema)
     @documents_errors(404)
