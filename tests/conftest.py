@@ -5,6 +5,7 @@ at the end), else a SQLite file. The schema is built by running the migrations, 
 run tests them too. Tests talk to the app only over HTTP; after each one every table is emptied.
 """
 
+import email
 import os
 import re
 import socket
@@ -24,6 +25,7 @@ from pathlib import Path
 import flask_migrate
 import pytest
 import time_machine
+from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
@@ -142,6 +144,27 @@ class SilentServer:
         self._thread.join()
         for connection in [*self.held, self.listener]:
             connection.close()
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    """A real SMTP server (aiosmtpd) on a free local port: `(its port, what it received)`."""
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """How sign-in codes reach people: through a real SMTP server (aiosmtpd), end to end, and
 through the log in development when no mail server is set."""
 
-import email
 import logging
 import re
 import statistics
@@ -16,28 +15,8 @@ from sqlalchemy import func, select
 from nexus import create_app
 from nexus.auth.models import OtpCode
 from nexus.jobs.outbox import OutboxJob
-from tests.conftest import SilentServer, app_environ, eventually, free_port
+from tests.conftest import Inbox, SilentServer, app_environ, eventually, free_port
 from tests.factories import UserFactory
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 def plain_text(message: Message) -> str:
@@ -62,9 +41,9 @@ def code_of(message: Message) -> str:
     return code
 
 
-def test_sign_in_with_the_code_from_a_delivered_email(database_url, smtp_server):
-    controller, inbox = smtp_server
-    client = mail_app(database_url, controller.port).test_client()
+def test_sign_in_with_the_code_from_a_delivered_email(database_url, smtp):
+    port, inbox = smtp
+    client = mail_app(database_url, port).test_client()
 
     assert client.post("/api/v1/auth/register", json={"email": "ada@example.com"}).status_code == 202
 
@@ -131,15 +110,15 @@ def test_development_without_a_mail_server_writes_the_email_to_the_log(database_
     assert client.post("/api/v1/auth/otp/verify", json={"email": "ada@example.com", "code": code}).status_code == 200
 
 
-def test_asking_for_a_code_takes_as_long_for_an_unknown_address_as_for_a_known_one(database_url, smtp_server, session):
-    controller, inbox = smtp_server
+def test_asking_for_a_code_takes_as_long_for_an_unknown_address_as_for_a_known_one(database_url, smtp, session):
+    port, inbox = smtp
     environ = {
         "OTP_RATE_LIMIT_PER_IP": "1000 per hour",
         "OTP_RATE_LIMIT_PER_EMAIL": "1000 per hour",
         "BROKER_URL": "redis://127.0.0.1:6379/15",  # as deployed: the jobs wait on the queue for a worker
         "BROKER_NAMESPACE": f"nexus-test-{uuid.uuid4().hex[:8]}",
     }
-    app = mail_app(database_url, controller.port, **environ)
+    app = mail_app(database_url, port, **environ)
     client = app.test_client()
     known = [UserFactory(email=f"known{n}@example.com").email for n in range(50)]
     unknown = [f"unknown{n}@example.com" for n in range(50)]

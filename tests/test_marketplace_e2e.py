@@ -11,29 +11,26 @@ from collections.abc import Iterator
 from email.message import Message
 
 import pytest
-from aiosmtpd.controller import Controller
 from werkzeug.serving import make_server
 
 from nexus import create_app
-from tests.conftest import FRONTEND_URL, app_environ, eventually, free_port
+from tests.conftest import FRONTEND_URL, Inbox, app_environ, eventually, free_port
 from tests.payouts_helpers import deliver, onboard, order_as, payouts, place_order, refund
 from tests.stripe_connect import StripeConnect
 from tests.stripe_helpers import STRIPE_CONNECT_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET, pay_at_stripe, register_webhook
-from tests.test_emails import Inbox, plain_text
+from tests.test_emails import plain_text
 
 
 @pytest.fixture
-def marketplace(database_url, localstripe, live_server, stripe_connect: StripeConnect) -> Iterator:
+def marketplace(database_url, localstripe, live_server, stripe_connect: StripeConnect, smtp) -> Iterator:
     """`(client, inbox)`: the app with a real mail server, served on a port that localstripe's and
     the stand-in's webhooks call; put back to the suite's own live server afterwards."""
-    inbox = Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
+    smtp_port, inbox = smtp
     app = create_app(
         app_environ(
             database_url,
             MAIL_SERVER="127.0.0.1",
-            MAIL_PORT=str(smtp.port),
+            MAIL_PORT=str(smtp_port),
             MAIL_USE_TLS="false",
             STRIPE_SECRET_KEY="sk_test_nexus",
             STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
@@ -53,7 +50,6 @@ def marketplace(database_url, localstripe, live_server, stripe_connect: StripeCo
         stripe_connect.webhook_url = None
         register_webhook(localstripe, f"{live_server}/api/v1/webhooks/stripe")
         server.shutdown()
-        smtp.stop()
 
 
 def mail_to(inbox: Inbox, address: str, subject: str) -> Message:

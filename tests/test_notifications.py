@@ -7,7 +7,6 @@ import uuid
 from email.header import decode_header, make_header
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from nexus import create_app
@@ -15,7 +14,7 @@ from nexus.extensions import mail
 from nexus.jobs import outbox as jobs
 from nexus.jobs.outbox import OutboxJob
 from nexus.users.models import User
-from tests.conftest import app_environ, eventually, expire_stale, free_port, wait_for_jobs
+from tests.conftest import app_environ, eventually, expire_stale, wait_for_jobs
 from tests.factories import PaymentFactory, ProductFactory, StoreFactory, shipping_address
 from tests.stripe_helpers import (
     STRIPE_WEBHOOK_SECRET,
@@ -25,7 +24,7 @@ from tests.stripe_helpers import (
     refund_event,
     register_webhook,
 )
-from tests.test_emails import Inbox, mail_app, plain_text
+from tests.test_emails import mail_app, plain_text
 from tests.test_worker import QUEUE_URL, start_worker, stop
 
 SENDER = "Nexus <no-reply@localhost>"  # MAIL_DEFAULT_SENDER of the test settings
@@ -310,15 +309,6 @@ def test_each_email_is_one_outbox_row_written_with_its_cause(client, owner, orde
 
 
 # --- end to end -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 def test_the_owner_reads_the_order_to_fulfil_from_a_real_mail_server(database_url, smtp, buyer, teapot):

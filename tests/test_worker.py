@@ -22,10 +22,10 @@ from sqlalchemy import func, select
 
 from nexus import create_app
 from nexus.jobs.outbox import OutboxJob
-from tests.conftest import SilentServer, app_environ, eventually, free_port
+from tests.conftest import Inbox, SilentServer, app_environ, eventually, free_port
 from tests.factories import ProductFactory
 from tests.test_deploy import ROOT, WEB, WORKER, blueprint_environ
-from tests.test_emails import Inbox, code_of
+from tests.test_emails import code_of
 
 pytestmark = pytest.mark.postgres
 QUEUE_URL = "redis://127.0.0.1:6379/15"  # what test_deploy gives the Blueprint's Key Value
@@ -62,15 +62,6 @@ def web_client(database_url: str, namespace: str):
     secret = blueprint_environ(database_url, WEB)["SECRET_KEY"]
     environ = app_environ(database_url, BROKER_URL=QUEUE_URL, BROKER_NAMESPACE=namespace, SECRET_KEY=secret)
     return create_app(environ).test_client()
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 def stop(worker: subprocess.Popen, how: int = signal.SIGTERM) -> int:
