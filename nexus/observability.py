@@ -138,7 +138,9 @@ class Metrics:
 
     def sample_pools(self) -> None:
         for pool, checked_out, size, overflow in self._pools:
-            checked_out.set(pool.checkedout())
+            # QueuePool derives it from its queue and overflow, read unlocked: a connection given
+            # back by another thread meanwhile can make it -1 for an instant.
+            checked_out.set(max(0, pool.checkedout()))
             size.set(pool.size())
             overflow.set(max(0, pool.overflow()))  # QueuePool counts up from -size
 
