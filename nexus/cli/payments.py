@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from nexus.cli.failures import failed_item
+from nexus.cli.failures import failed_item, finish
 from nexus.database import utcnow
 from nexus.errors import DomainError
 from nexus.extensions import db
@@ -40,14 +40,12 @@ def reconcile_command(older_than_minutes: int) -> None:
                 failed.append(f"payment {payment_id}: not read from Stripe ({reason})")
                 continue
             changed += [f"payment {payment_id}: {audit.type} {audit.outcome} ({audit.detail})" for audit in news]
-    for line in changed + failed:
-        click.echo(line)
-    click.echo(
+    finish(
+        changed,
+        failed,
         f"checked {len(stale)} payments Stripe may still move, quiet for over {older_than_minutes} minutes; "
-        f"{len(changed)} changed, {len(failed)} could not be read"
+        f"{len(changed)} changed, {len(failed)} could not be read",
     )
-    if failed:
-        raise SystemExit(1)
 
 
 TEST_CARD = "4242424242424242"  # Stripe's test Visa, always paid

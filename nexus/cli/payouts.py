@@ -3,7 +3,7 @@
 import click
 from flask.cli import AppGroup
 
-from nexus.cli.failures import failed_item
+from nexus.cli.failures import failed_item, finish
 from nexus.extensions import db
 from nexus.payouts import service, webhooks
 
@@ -38,11 +38,9 @@ def reconcile_command() -> None:
                 continue
             if change:
                 changed.append(f"transfer {transfer_id}: {change}")
-    for line in changed + failed:
-        click.echo(line)
-    click.echo(
+    finish(
+        changed,
+        failed,
         f"read {len(accounts)} accounts with transfers waiting back from Stripe, checked {len(due)} transfers due; "
-        f"{len(changed)} changed, {len(failed)} could not be"
+        f"{len(changed)} changed, {len(failed)} could not be",
     )
-    if failed:
-        raise SystemExit(1)
