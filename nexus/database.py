@@ -15,6 +15,7 @@ only its own insert is not a rollback of the unit. Rows that two units change to
 locked in one order, the order's row before its payment's.
 """
 
+import itertools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -101,11 +102,76 @@ def starts_a_word(column: Any, name: str) -> ColumnElement:
     return or_(column.ilike(pattern, escape="\\"), column.ilike(after_a_space, escape="\\"))
 
 
-def read(statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+def read(
+    statement: Executable, params: Mapping[str, Any] | None = None, *, planned_once: bool = False
+) -> Sequence[Row]:
     """The rows of a read-only statement, through the autocommit engine lists use: no
-    transaction to begin and roll back, two database round trips fewer."""
+    transaction to begin and roll back, two database round trips fewer.
+
+    `planned_once`: on Postgres, the statement is prepared once per connection and its one
+    plan reused (`plan_once`). Only for a statement whose best plan does not depend on the
+    values bound (no search pattern, no range): one plan then serves every value.
+    """
     with db.engines[READS].connect() as connection:
-        return connection.execute(statement, params or {}).all()
+        return connection.execute(statement, params or {}, execution_options={PLANNED_ONCE: planned_once}).all()
+
+
+PLANNED_ONCE = "nexus_planned_once"
+# psycopg2's placeholders (`%(name)s`) and its escaped percent sign, as PREPARE wants them.
+PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+MAX_PREPARED_PER_CONNECTION = 64
+PREPARED_NAMES = itertools.count(1)
+
+
+def _prepare(cursor: Any, statement: str, prepared: dict[str, tuple[str, list[str]]]) -> tuple[str, list[str]]:
+    """PREPARE `statement` on this connection under a new name: the name and the order of its
+    parameters. Past MAX_PREPARED_PER_CONNECTION the oldest is deallocated (dicts keep order)."""
+    if len(prepared) >= MAX_PREPARED_PER_CONNECTION:
+        oldest = next(iter(prepared))
+        cursor.execute(f"DEALLOCATE {prepared.pop(oldest)[0]}")
+    order: list[str] = []
+
+    def positional(match: re.Match) -> str:
+        if match.group(1) is None:
+            return "%"
+        if match.group(1) not in order:
+            order.append(match.group(1))
+        return f"${order.index(match.group(1)) + 1}"
+
+    name = f"nexus_{next(PREPARED_NAMES)}"
+    cursor.execute(f"PREPARE {name} AS {PLACEHOLDER.sub(positional, statement)}")
+    prepared[statement] = (name, order)
+    return name, order
+
+
+def plan_once(engine: Engine) -> None:
+    """Let Postgres plan a read marked `planned_once` once per connection instead of each time.
+
+    Planning a catalog page (three tables joined) costs Postgres twice what running it does:
+    0.2 of 0.33 ms. So such a statement is PREPAREd the first time a connection runs it, and
+    EXECUTEd from then on, with a generic plan (`plan_cache_mode`; Postgres's own choice would
+    keep planning, as a generic LIMIT $n looks dearer than a custom LIMIT 21). psycopg2 prepares
+    nothing itself, so the setting touches no other statement. A prepared statement lives and
+    dies with its connection (the names are kept in the connection's `info`, which SQLAlchemy
+    drops with it); the pool never hands a connection to anything but this app (no pgbouncer in
+    transaction mode, which would need its own prepared-statement support).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, connection_record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.close()
+        dbapi_connection.commit()  # kept whatever SQLAlchemy's reset on return rolls back
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _execute_prepared(connection, cursor, statement, parameters, context, executemany):
+        if executemany or context is None or not context.execution_options.get(PLANNED_ONCE):
+            return statement, parameters
+        prepared = connection.connection.info.setdefault("prepared", {})
+        name, order = prepared.get(statement) or _prepare(cursor, statement, prepared)
+        arguments = ", ".join(f"%({parameter})s" for parameter in order)
+        return f"EXECUTE {name}({arguments})" if order else f"EXECUTE {name}", parameters
 
 
 PING_AFTER_IDLE_SECONDS = 10.0
@@ -140,11 +206,14 @@ def ping_after_idle(engine: Engine) -> None:
 
 
 def configure_engines(engines: Mapping[str | None, Engine]) -> None:
-    """Postgres pools ping idle connections; SQLite gets foreign keys and real transactions
-    (not on the autocommit engine lists read through, which runs no transactions)."""
+    """Postgres pools ping idle connections, and the lists' engine plans some reads once;
+    SQLite gets foreign keys and real transactions (not on the autocommit engine lists read
+    through, which runs no transactions)."""
     for key, engine in engines.items():
         if engine.dialect.name == "postgresql":
             ping_after_idle(engine)
+            if key == READS:
+                plan_once(engine)
         elif key is None:
             configure_sqlite(engine)
 

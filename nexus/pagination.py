@@ -120,18 +120,25 @@ def _page_statement(base: Select, keyset: Keyset, after: bool) -> Select:
 
 
 def paginate(
-    base: Select, keyset: Keyset, *, limit: int, cursor: str | None = None, params: dict[str, Any] | None = None
+    base: Select,
+    keyset: Keyset,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    params: dict[str, Any] | None = None,
+    planned_once: bool = False,
 ) -> dict:
     """One page of `base` (with bound `params`) in `keyset` order, in one query: `{items, next_cursor}`.
 
     Build each `base` once per combination of filters (`functools.cache`) and pass the filters'
     values as `params`: the page statement made from it is then cached too. Items are plain rows
-    (what `FlatSchema`s dump), read outside any transaction (`nexus.database.read`).
+    (what `FlatSchema`s dump), read outside any transaction (`nexus.database.read`, which says
+    when a page may be `planned_once`).
     """
     values = {**(params or {}), "limit": limit + 1}
     if cursor is not None:
         values.update((f"after_{n}", value) for n, value in enumerate(decode_cursor(keyset, cursor)))
-    rows = read(_page_statement(base, keyset, cursor is not None), values)
+    rows = read(_page_statement(base, keyset, cursor is not None), values, planned_once=planned_once)
     page = rows[:limit]
     return {"items": page, "next_cursor": encode_cursor(keyset, page[-1]) if len(rows) > limit else None}
 

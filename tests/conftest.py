@@ -451,13 +451,16 @@ def bearer_for(app: Flask) -> Callable[[int], dict[str, str]]:
 @pytest.fixture
 def statements(app: Flask):
     """The SQL statements the app sends for the test's requests, on any of its engines, while the
-    test runs (BEGIN left out, and what background jobs send on their own threads)."""
+    test runs (BEGIN left out, and what background jobs send on their own threads), as
+    SQLAlchemy wrote them: a read planned once is recorded as its SELECT, not as the EXECUTE of
+    it that nexus.database sends in its place."""
     with app.app_context():
         engines = list(db.engines.values())
     sent: list[tuple[str, object]] = []
     requests_thread = threading.get_ident()
 
     def record(connection, cursor, statement, parameters, context, executemany):
+        statement = statement if context is None else context.statement  # before any listener rewrote it
         if not statement.strip().upper().startswith("BEGIN") and threading.get_ident() == requests_thread:
             sent.append((statement, parameters))
 

@@ -4,6 +4,9 @@ exactly once, in a fixed number of SQL statements whatever the page size."""
 import pytest
 from sqlalchemy import text
 
+from nexus import database
+from nexus.config import READS
+from nexus.extensions import db
 from nexus.stores.models import Product
 from nexus.users.models import User
 from tests.factories import ProductFactory, StoreFactory, shipping_address
@@ -303,9 +306,7 @@ def test_every_catalog_query_is_served_by_an_index(client, session, test_engine,
                 statements.clear()
                 assert client.get(CATALOG, query_string={**query, "cursor": cursor or []}).status_code == 200
                 [(sql, parameters)] = statements
-                explain = connection.cursor()
-                explain.execute(f"EXPLAIN (FORMAT JSON) {sql}", parameters)
-                nodes = plan_nodes(explain.fetchone()[0])
+                nodes = plan_nodes(explain(connection, sql, parameters, generic=not value_dependent(sql)))
                 scans = [node for node in nodes if node.get("Relation Name") == "products"]
                 where = f"{query} cursor={bool(cursor)}: {nodes}"
                 assert scans and all(node["Node Type"] != "Seq Scan" for node in scans), where
@@ -315,6 +316,81 @@ def test_every_catalog_query_is_served_by_an_index(client, session, test_engine,
                     assert all(node["Node Type"] not in ("Sort", "Incremental Sort") for node in nodes), where
     finally:
         connection.close()
+
+
+def value_dependent(sql: str) -> bool:
+    """A search or a price range: a statement the app has Postgres plan for its values each time."""
+    return " ILIKE " in sql or "products.price >=" in sql or "products.price <=" in sql
+
+
+def explain(connection, sql: str, parameters: dict, *, generic: bool) -> list:
+    """The plan Postgres runs `sql` with: planned for these values, or the generic plan of a
+    read the app plans once per connection (nexus.database.plan_once)."""
+    cursor = connection.cursor()
+    if not generic:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", parameters)
+        return cursor.fetchone()[0]
+    cursor.execute("SET plan_cache_mode = force_generic_plan")
+    name, order = database._prepare(cursor, sql, {})
+    arguments = ", ".join(f"%({parameter})s" for parameter in order)
+    cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({arguments})", parameters)
+    plan = cursor.fetchone()[0]
+    cursor.execute(f"DEALLOCATE {name}")
+    return plan
+
+
+@pytest.mark.postgres
+def test_a_page_without_search_or_price_range_is_planned_once_per_connection(app, client, session):
+    """Pages of the catalog, a store's products and the stores list are prepared on the list
+    connection the first time and run from one generic plan after; a search or a price range
+    is planned for its values each time (its best plan depends on them)."""
+    store = StoreFactory()
+    ProductFactory.create_batch(3, store=store, name="Teapot")
+    with app.app_context():
+        db.engines[READS].dispose()  # connections of earlier tests hold their pages prepared
+    plain = [
+        {},
+        {"limit": 1},
+        {"store_id": store.id, "in_stock": "true", "sort": "price_asc"},
+    ]
+    by_value = [{"q": "teapot"}, {"min_price": 1}, {"max_price": 10**6, "sort": "price_desc"}]
+    for query in plain + by_value:
+        for _ in range(3):
+            page = client.get(CATALOG, query_string=query)
+            assert page.status_code == 200
+            if page.get_json()["next_cursor"]:
+                after = {**query, "cursor": page.get_json()["next_cursor"]}
+                assert client.get(CATALOG, query_string=after).status_code == 200
+    for url in (f"/api/v1/stores/{store.id}/products", "/api/v1/stores", "/api/v1/stores?q=tea"):
+        assert client.get(url).status_code == client.get(url).status_code == 200
+
+    with app.app_context(), db.engines[READS].connect() as connection:
+        prepared = connection.exec_driver_sql(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        ).all()
+    statements = [statement for statement, _, _ in prepared]
+    # The catalog's first page (whatever the limit), its page after a cursor, its store and stock
+    # filtered page in price order; a store's products; the stores.
+    assert len(statements) == 5, statements
+    assert all(generic >= 1 and custom == 0 for _, generic, custom in prepared), prepared
+    assert not [statement for statement in statements if value_dependent(statement)]
+
+
+@pytest.mark.postgres
+def test_a_connection_keeps_at_most_so_many_prepared_pages_and_prepares_an_evicted_one_again(
+    app, client, shelf, monkeypatch
+):
+    monkeypatch.setattr(database, "MAX_PREPARED_PER_CONNECTION", 2)
+    with app.app_context():
+        db.engines[READS].dispose()
+    queries = [{}, {"sort": "price_asc"}, {"sort": "price_desc"}, {"in_stock": "true"}]
+    first = [client.get(CATALOG, query_string=query).get_json() for query in queries]
+
+    again = [client.get(CATALOG, query_string=query).get_json() for query in reversed(queries)]
+
+    assert again == list(reversed(first))
+    with app.app_context(), db.engines[READS].connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar() == 2
 
 
 def plan_nodes(plan: list) -> list[dict]:

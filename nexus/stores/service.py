@@ -81,6 +81,16 @@ def _words(q: str | None) -> dict[str, Any]:
     return words
 
 
+# Filters whose best plan depends on their values: how rare the words of `q` are decides between
+# the trigram index and reading in id order, how wide a price range between the price index and
+# the id one. A page without them is planned once per connection (`nexus.database.read`).
+VALUE_DEPENDENT_FILTERS = ("q", "min_price", "max_price")
+
+
+def _one_plan_fits(filters: dict[str, Any]) -> bool:
+    return all(filters.get(name) is None for name in VALUE_DEPENDENT_FILTERS)
+
+
 def _search(column: Any, name: str) -> ColumnElement:
     """The condition a word of `q` bound as `name` (by `_words`) puts on `column`."""
     if name == "nothing":
@@ -115,7 +125,7 @@ def list_stores(*, q: str | None = None, slug: str | None = None, limit: int, cu
     words = _words(q)
     params = {**words, **({"slug": slug} if slug is not None else {})}
     statement = _stores_query(words=frozenset(words), by_slug=slug is not None)
-    return paginate(statement, STORES_NEWEST, limit=limit, cursor=cursor, params=params)
+    return paginate(statement, STORES_NEWEST, limit=limit, cursor=cursor, params=params, planned_once=q is None)
 
 
 def list_my_stores(owner: User, *, limit: int, cursor: str | None = None) -> dict:
@@ -306,7 +316,9 @@ def list_catalog(*, sort: str = "newest", limit: int, cursor: str | None = None,
     """The public catalog: active products of stores on sale, filtered, in `sort` order."""
     values = _filter_values(**filters)
     base = _products_query(catalog=True, active_only=True, filters=frozenset(values))
-    return paginate(base, PRODUCT_SORTS[sort], limit=limit, cursor=cursor, params=values)
+    return paginate(
+        base, PRODUCT_SORTS[sort], limit=limit, cursor=cursor, params=values, planned_once=_one_plan_fits(filters)
+    )
 
 
 def list_store_products(
@@ -323,4 +335,6 @@ def list_store_products(
     store = get_store_for(viewer, store_id, manage=include_inactive)
     values = {**_filter_values(**filters), "store_id": store.id}
     base = _products_query(catalog=False, active_only=not include_inactive, filters=frozenset(values))
-    return paginate(base, PRODUCT_SORTS[sort], limit=limit, cursor=cursor, params=values)
+    return paginate(
+        base, PRODUCT_SORTS[sort], limit=limit, cursor=cursor, params=values, planned_once=_one_plan_fits(filters)
+    )
