@@ -14,7 +14,7 @@ from nexus.cli import register_commands
 from nexus.config import VERSION, check_production, load_settings
 from nexus.database import configure_engines
 from nexus.errors import ErrorSchema, register_error_handlers
-from nexus.extensions import api, cors, db, jwt, limiter, mail, migrate
+from nexus.extensions import api, cors, db, init_limiter, jwt, mail, migrate
 from nexus.health.routes import blp as health_blp
 from nexus.ids import IdConverter
 from nexus.jobs.broker import init_jobs
@@ -81,7 +81,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     init_jobs(app)
     init_notifications()
     cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}}, **CORS_HEADERS)
-    around_rate_limit_headers(app, limiter.init_app)
+    around_rate_limit_headers(app, init_limiter)
     api.ERROR_SCHEMA = ErrorSchema
     api.init_app(app, spec_kwargs={"extra_plugins": [BodyErrors()]})
     init_openapi(app, api)

@@ -5,7 +5,7 @@ from types import TracebackType
 
 import flask_mail
 import flask_smorest
-from flask import current_app, request
+from flask import Flask, current_app, request
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
@@ -92,3 +92,18 @@ RATE_LIMITED_BLUEPRINTS = frozenset({"auth", "orders", "stores", "products"})
 @limiter.request_filter
 def _has_no_limits() -> bool:
     return request.blueprint not in RATE_LIMITED_BLUEPRINTS
+
+
+def init_limiter(app: Flask) -> None:
+    """Flask-Limiter, checking each limit once.
+
+    It checks a request twice: before it runs, for application-wide and default limits, and
+    again in each limited view, for that view's own. Every Nexus limit is a view's own
+    (`limiter.limit`, `limiter.shared_limit`), so the first pass never finds one, and it costs
+    a catalog page a tenth of its Python time (resolving and filtering limits). It is taken out;
+    a default or application-wide limit would need it, so one makes this fail at start.
+    """
+    limiter.init_app(app)
+    if limiter.limit_manager.application_limits or limiter.limit_manager.default_limits:
+        raise RuntimeError("Nexus rate limits are per view; an application-wide one needs the before-request pass")
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
