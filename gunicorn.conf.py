@@ -30,7 +30,8 @@ except ConfigError as error:  # the same one line as wsgi.py's, not gunicorn's t
 
 bind = f"0.0.0.0:{settings['PORT']}"
 # Threads: a request waiting on Stripe or SMTP holds one thread, not a whole process, so one hung
-# dependency never stalls the requests that do not use it.
+# dependency never stalls the requests that do not use it. (gunicorn runs gthread whenever
+# threads > 1, even if `--worker-class sync` is given; WEB_THREADS=1 gives sync workers.)
 worker_class = "gthread"
 workers = settings["WEB_CONCURRENCY"]
 threads = settings["WEB_THREADS"]
@@ -49,7 +50,7 @@ keepalive = 0
 # strictly smaller and its own JSON 502 or 503 always answers first: gunicorn never kills a
 # request the app would have answered (the client would get a dropped connection). A gthread
 # worker's main loop reports alive while its threads wait, so there the timeout catches only a
-# process that stopped altogether; with sync workers (GUNICORN_CMD_ARGS) it bounds each request.
+# process that stopped altogether; with sync workers (WEB_THREADS=1) it bounds each request.
 SLOWEST_REQUEST_SECONDS = (
     max(gateway.REQUEST_WORST_CASE_SECONDS, settings["MAIL_TIMEOUT"]) + settings["DATABASE_STATEMENT_TIMEOUT_MS"] / 1000
 )
