@@ -2,8 +2,13 @@
 (429 + Retry-After)."""
 
 import re
+import threading
+import time
+
+from limits.storage import storage_from_string
 
 from nexus import create_app
+from nexus.extensions import MemoryStorage
 from tests.conftest import app_environ
 from tests.factories import ProductFactory, StoreFactory
 
@@ -113,3 +118,27 @@ def test_a_429_says_in_words_when_to_try_again(client):
     assert found, message
     seconds = int(found[1]) * (60 if found[2].startswith("minute") else 1)
     assert abs(seconds - int(response.headers["Retry-After"])) <= 60
+
+
+def test_the_memory_storage_starts_no_thread_per_hit_and_forgets_counters_past_their_window(monkeypatch):
+    """`memory://` counts in line: limits' own storage starts a thread 10 ms after a hit, and
+    another after that one ends (a tenth of a catalog page's CPU under load)."""
+    storage = storage_from_string("memory://")
+    assert isinstance(storage, MemoryStorage)
+    storage.timer.join()  # the one limits' constructor starts
+    threads = threading.active_count()
+
+    for hit in range(200):
+        storage.incr(f"ip-{hit % 10}", expiry=60)
+        time.sleep(0.0005)  # limits' storage would start a thread now and then
+
+    assert threading.active_count() == threads
+    assert storage.get("ip-3") == 20
+    storage.incr("gone", expiry=0.01)
+    time.sleep(0.02)
+    assert storage.get("gone") == 0  # past its window, swept or not
+    storage.incr("gone-too", expiry=0.01)
+    time.sleep(0.02)
+    monkeypatch.setattr(MemoryStorage, "SWEEP_SECONDS", 0.0)
+    storage.incr("ip-new", expiry=60)
+    assert "gone-too" not in storage.storage and storage.get("ip-3") == 20
