@@ -16,11 +16,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dramatiq
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from nexus import create_app
+from nexus.jobs import broker
 from nexus.jobs.outbox import OutboxJob
 from tests.conftest import Inbox, SilentServer, app_environ, eventually, free_port
 from tests.factories import ProductFactory
@@ -107,6 +109,29 @@ def test_a_worker_killed_in_the_middle_of_a_job_leaves_it_to_the_next_which_send
         assert len(inbox.messages) == 1  # any later delivery finds the job done
     finally:
         stop(second)
+
+
+def test_a_dead_workers_message_goes_back_on_the_queue_at_the_first_call_after_maintenance_is_due(
+    namespace, monkeypatch
+):
+    """Queue maintenance (a dead worker's unacknowledged messages back on the queue) rides on the
+    first broker call once MAINTENANCE_EVERY_SECONDS have passed, not on a random one in twenty:
+    a killed worker's job waits at most its heartbeat timeout and that."""
+    monkeypatch.setattr(broker, "MAINTENANCE_EVERY_SECONDS", 0.5)
+    dead, alive = (broker.RedisBroker(url=QUEUE_URL, namespace=namespace, heartbeat_timeout=300) for _ in range(2))
+    for each in (dead, alive):
+        each.declare_queue("jobs")
+    sent = dead.enqueue(dramatiq.Message(queue_name="jobs", actor_name="run_job", args=(1,), kwargs={}, options={}))
+    taken = next(dead.consume("jobs", prefetch=1, timeout=1000))  # fetched, never acknowledged: then it dies
+    assert taken.message_id == sent.message_id
+    try:
+        time.sleep(0.7)  # past the dead one's heartbeat and the maintenance interval
+
+        redelivered = next(alive.consume("jobs", prefetch=1, timeout=100))  # one fetch: one broker call
+
+        assert redelivered is not None and redelivered.message_id == sent.message_id
+    finally:
+        alive.flush_all()
 
 
 def test_the_worker_refuses_to_start_without_a_queue(database_url):

@@ -12,7 +12,8 @@ import threading
 import time
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
+import dramatiq.brokers.redis
+from dramatiq.brokers.redis import MAINTENANCE_COMMAND_BLACKLIST
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Middleware
 from flask import Flask, current_app
@@ -29,12 +30,38 @@ JOB_TIME_LIMIT_MS = 5 * 60_000  # a report of a year of a busy store takes secon
 IN_PROCESS_THREADS = 2
 SWEEP_EVERY_SECONDS = 5
 # Redis: a worker silent this long is taken for dead and its unfinished messages go back on
-# the queue (Dramatiq's default is 60 s), checked on one queue call in twenty (its default, one
-# in a thousand, can leave a killed worker's job waiting for many minutes); each Redis call
-# waits at most REDIS_TIMEOUT_S.
+# the queue (Dramatiq's default is 60 s), checked at least every MAINTENANCE_EVERY_SECONDS
+# (RedisBroker below); each Redis call waits at most REDIS_TIMEOUT_S.
 HEARTBEAT_TIMEOUT_MS = 15_000
-MAINTENANCE_CHANCE = 50_000  # per million calls
+MAINTENANCE_EVERY_SECONDS = 5
 REDIS_TIMEOUT_S = 5
+
+
+class RedisBroker(dramatiq.brokers.redis.RedisBroker):
+    """Dramatiq's Redis broker, with its queue maintenance on a clock instead of a die.
+
+    Maintenance (a dead worker's unacknowledged messages back on the queue, old dead letters
+    dropped) rides on one broker call in `maintenance_chance` per million, at random: one in a
+    thousand by default, which can leave a killed worker's job waiting for many minutes, and
+    even one in twenty left one waiting past a minute now and then. Here it rides on the first
+    call after MAINTENANCE_EVERY_SECONDS, so a killed worker's job runs again within the
+    heartbeat timeout plus that (and a worker's next fetch).
+    """
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self._maintained_at = time.monotonic()
+        self._maintenance_lock = threading.Lock()
+
+    def _should_do_maintenance(self, command: str) -> int:
+        if command in MAINTENANCE_COMMAND_BLACKLIST:
+            return 0
+        with self._maintenance_lock:
+            now = time.monotonic()
+            if now - self._maintained_at < MAINTENANCE_EVERY_SECONDS:
+                return 0
+            self._maintained_at = now
+            return 1
 
 
 class AppContext(Middleware):
@@ -66,7 +93,6 @@ class Jobs:
                 url=url,
                 namespace=app.config["BROKER_NAMESPACE"],
                 heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
-                maintenance_chance=MAINTENANCE_CHANCE,
                 socket_timeout=REDIS_TIMEOUT_S,
                 socket_connect_timeout=REDIS_TIMEOUT_S,
             )
