@@ -38,11 +38,9 @@ dev: $(VENV)/.dev
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
-# The harness serves every server with 2 sync workers; WEB_THREADS=1 keeps ours sync too (with
-# more threads gunicorn.conf.py's gthread would apply, whatever --worker-class says).
 ## bench: the shared harness (catalog: project vs raw SQL vs DRF), filter latencies, orders, webhooks, reports, mixed load, the metrics and tracing hooks on and off
 bench: $(VENV)/.runtime
-	CATALOG_RATE_LIMIT_PER_IP="1000000000 per minute" WEB_THREADS=1 \
+	CATALOG_RATE_LIMIT_PER_IP="1000000000 per minute" \
 	  $(BENCH_HARNESS)/run.sh --project . --products $(BENCH_PRODUCTS) --keep-pg
 	$(BIN)/python -m bench.catalog_filters --harness $(BENCH_HARNESS) \
 	  && $(BIN)/python -m bench.orders --harness $(BENCH_HARNESS) \

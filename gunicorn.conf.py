@@ -30,8 +30,8 @@ except ConfigError as error:  # the same one line as wsgi.py's, not gunicorn's t
 
 bind = f"0.0.0.0:{settings['PORT']}"
 # Threads: a request waiting on Stripe or SMTP holds one thread, not a whole process, so one hung
-# dependency never stalls the requests that do not use it. (gunicorn runs gthread whenever
-# threads > 1, even if `--worker-class sync` is given; WEB_THREADS=1 gives sync workers.)
+# dependency never stalls the requests that do not use it. An explicit `--worker-class sync`
+# (command line or GUNICORN_CMD_ARGS) still gets sync workers (on_starting).
 worker_class = "gthread"
 workers = settings["WEB_CONCURRENCY"]
 threads = settings["WEB_THREADS"]
@@ -50,7 +50,7 @@ keepalive = 0
 # strictly smaller and its own JSON 502 or 503 always answers first: gunicorn never kills a
 # request the app would have answered (the client would get a dropped connection). A gthread
 # worker's main loop reports alive while its threads wait, so there the timeout catches only a
-# process that stopped altogether; with sync workers (WEB_THREADS=1) it bounds each request.
+# process that stopped altogether; with sync workers it bounds each request.
 SLOWEST_REQUEST_SECONDS = (
     max(gateway.REQUEST_WORST_CASE_SECONDS, settings["MAIL_TIMEOUT"]) + settings["DATABASE_STATEMENT_TIMEOUT_MS"] / 1000
 )
@@ -67,6 +67,19 @@ observability.trace_after_fork()
 
 
 def on_starting(server) -> None:
+    honour_sync_workers(server)
+    wipe_metrics()
+
+
+def honour_sync_workers(server) -> None:
+    """`--worker-class sync` means sync workers, one request per process at a time: gunicorn
+    would run gthread all the same, since `threads` above is more than 1 (its rule for sync)."""
+    if server.cfg.settings["worker_class"].get() == "sync" and server.cfg.threads > 1:
+        server.cfg.set("threads", 1)
+        server.worker_class = server.cfg.worker_class
+
+
+def wipe_metrics() -> None:
     """Wipe the metrics directory: figures of an earlier server there would be summed in."""
     METRICS_DIR.mkdir(parents=True, exist_ok=True)
     for leftover in METRICS_DIR.iterdir():

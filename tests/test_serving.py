@@ -163,6 +163,20 @@ def test_every_line_the_start_command_writes_is_one_json_object(app, database_ur
 
 
 @pytest.mark.postgres
+def test_an_explicit_sync_worker_class_gets_sync_workers(app, database_url, tmp_path):
+    """gunicorn runs gthread when `threads` is above 1 even if told `--worker-class sync`; the
+    shared benchmark serves every server with `--worker-class sync`, so ours must mean it."""
+    served = serve(production_environ(database_url, GUNICORN_CMD_ARGS="--worker-class sync"), tmp_path)
+    try:
+        assert served.call("GET", "/api/v1/products").status == 200
+    finally:
+        served.stop()
+
+    messages = [entry["message"] for entry in served.entries()]
+    assert "Using worker: sync" in messages, messages
+
+
+@pytest.mark.postgres
 def test_a_worker_that_times_out_says_so_in_one_json_line_naming_its_pid(
     database_url, client, owner, buyer, session, silent_server, tmp_path
 ):
