@@ -8,7 +8,7 @@ from typing import ClassVar
 import flask_mail
 import flask_smorest
 import limits.storage
-from flask import Flask, current_app, request
+from flask import Flask, current_app
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
@@ -95,11 +95,12 @@ class MemoryStorage(limits.storage.MemoryStorage):
     which cost a catalog page 80 us of CPU, a tenth of it (bench at 1,000,000 products, sync
     workers: 1,726 -> 1,910 req/s). A counter read after its window counts as zero anyway
     (`get`); what the thread did besides, forgetting counters nobody reads again (clients gone),
-    is done here in line, at most once every SWEEP_SECONDS.
+    is done here in line, at most once every SWEEP_SECONDS, for the fixed-window counters Nexus
+    uses (Flask-Limiter's default strategy).
 
     Declaring the scheme makes `memory://` build this class. It has its parent's name so that
     `__schedule_expiry` below takes the place of the parent's private one (Python mangles both
-    to `_MemoryStorage__schedule_expiry`), and `__expire_events` is the parent's.
+    to `_MemoryStorage__schedule_expiry`), which every hit calls.
     """
 
     STORAGE_SCHEME: ClassVar[list[str]] = ["memory"]
@@ -113,31 +114,39 @@ class MemoryStorage(limits.storage.MemoryStorage):
         now = time.monotonic()
         if now - self._swept_at >= self.SWEEP_SECONDS:
             self._swept_at = now
-            self.__expire_events()
+            self._forget_expired()
+
+    def _forget_expired(self) -> None:
+        """Drop the counters past their window, each under its key's lock (a hit that starts a
+        new window at the same moment keeps it). limits keeps expiries in wall-clock time."""
+        now = time.time()
+        for key, expires_at in list(self.expirations.items()):  # a copy: other threads count on
+            if expires_at > now:
+                continue
+            with self.locks[key]:
+                if self.expirations.get(key, now + 1) <= now:
+                    self.storage.pop(key, None)
+                    self.expirations.pop(key, None)
+                    self.locks.pop(key, None)
 
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
-# Only these blueprints have rate limits (sign-in codes, placing orders, the catalog's lists):
-# every other request skips Flask-Limiter's per-request bookkeeping. A filter exempts a request
-# from every limit, so a limit added to another blueprint needs that blueprint here.
-RATE_LIMITED_BLUEPRINTS = frozenset({"auth", "orders", "stores", "products"})
-
-
-@limiter.request_filter
-def _has_no_limits() -> bool:
-    return request.blueprint not in RATE_LIMITED_BLUEPRINTS
 
 
 def init_limiter(app: Flask) -> None:
-    """Flask-Limiter, checking each limit once.
+    """Flask-Limiter, checking each limit once, in its view.
 
-    It checks a request twice: before it runs, for application-wide and default limits, and
-    again in each limited view, for that view's own. Every Nexus limit is a view's own
-    (`limiter.limit`, `limiter.shared_limit`), so the first pass never finds one, and it costs
-    a catalog page a tenth of its Python time (resolving and filtering limits). It is taken out;
-    a default or application-wide limit would need it, so one makes this fail at start.
+    It checks a request twice: before it runs, for application-wide, default and blueprint
+    limits, and again in each limited view, for that view's own. Every Nexus limit is a view's
+    own (`limiter.limit`, `limiter.shared_limit` on sign-in codes, placing orders and the
+    catalog's lists), so the first pass never finds one, and it costs every request (a catalog
+    page a tenth of its Python time). It is taken out; a limit that would need it makes this
+    fail at start instead of being ignored.
     """
     limiter.init_app(app)
-    if limiter.limit_manager.application_limits or limiter.limit_manager.default_limits:
-        raise RuntimeError("Nexus rate limits are per view; an application-wide one needs the before-request pass")
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
+    manager = limiter.limit_manager
+    if manager.application_limits or manager.default_limits or manager._blueprint_limits:
+        raise RuntimeError("Nexus rate limits are per view; a wider one needs Flask-Limiter's before-request pass")
+    before = app.before_request_funcs.get(None, [])
+    if limiter._check_request_limit in before:  # absent when RATELIMIT_ENABLED is off
+        before.remove(limiter._check_request_limit)
