@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, DateTime, Engine, Executable, Row, bindparam, event, literal_column, or_
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -110,13 +110,27 @@ def read(
 
     `planned_once`: on Postgres, the statement is prepared once per connection and its one
     plan reused (`plan_once`). Only for a statement whose best plan does not depend on the
-    values bound (no search pattern, no range): one plan then serves every value.
+    values bound (no search pattern, no range): one plan then serves every value. A prepared
+    statement gone stale (a migration changed a column it reads, or someone deallocated it) is
+    prepared afresh and the read run again, once.
     """
+    options = {PLANNED_ONCE: planned_once}
     with db.engines[READS].connect() as connection:
-        return connection.execute(statement, params or {}, execution_options={PLANNED_ONCE: planned_once}).all()
+        try:
+            return connection.execute(statement, params or {}, execution_options=options).all()
+        except DBAPIError as error:
+            if not planned_once or getattr(error.orig, "pgcode", None) not in STALE_PREPARED:
+                raise
+            connection.exec_driver_sql("DEALLOCATE ALL")
+            connection.connection.info.pop("prepared", None)
+            return connection.execute(statement, params or {}, execution_options=options).all()
 
 
 PLANNED_ONCE = "nexus_planned_once"
+# What Postgres answers an EXECUTE whose statement is not there any more (26000) or whose
+# result columns changed type since it was prepared (0A000, "cached plan must not change
+# result type").
+STALE_PREPARED = frozenset({"26000", "0A000"})
 # psycopg2's placeholders (`%(name)s`) and its escaped percent sign, as PREPARE wants them.
 PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 MAX_PREPARED_PER_CONNECTION = 64
@@ -125,7 +139,8 @@ PREPARED_NAMES = itertools.count(1)
 
 def _prepare(cursor: Any, statement: str, prepared: dict[str, tuple[str, list[str]]]) -> tuple[str, list[str]]:
     """PREPARE `statement` on this connection under a new name: the name and the order of its
-    parameters. Past MAX_PREPARED_PER_CONNECTION the oldest is deallocated (dicts keep order)."""
+    parameters. Past MAX_PREPARED_PER_CONNECTION the least recently run is deallocated (the
+    dict keeps them in the order they last ran)."""
     if len(prepared) >= MAX_PREPARED_PER_CONNECTION:
         oldest = next(iter(prepared))
         cursor.execute(f"DEALLOCATE {prepared.pop(oldest)[0]}")
@@ -147,14 +162,15 @@ def _prepare(cursor: Any, statement: str, prepared: dict[str, tuple[str, list[st
 def plan_once(engine: Engine) -> None:
     """Let Postgres plan a read marked `planned_once` once per connection instead of each time.
 
-    Planning a catalog page (three tables joined) costs Postgres twice what running it does:
+    Planning a catalog page (three tables joined) costs Postgres more than running it does:
     0.2 of 0.33 ms. So such a statement is PREPAREd the first time a connection runs it, and
     EXECUTEd from then on, with a generic plan (`plan_cache_mode`; Postgres's own choice would
     keep planning, as a generic LIMIT $n looks dearer than a custom LIMIT 21). psycopg2 prepares
     nothing itself, so the setting touches no other statement. A prepared statement lives and
     dies with its connection (the names are kept in the connection's `info`, which SQLAlchemy
-    drops with it); the pool never hands a connection to anything but this app (no pgbouncer in
-    transaction mode, which would need its own prepared-statement support).
+    drops with it); the pool never hands a connection to anything but this app. (A pooler in
+    front of Postgres must pool by session: in PgBouncer's transaction mode a PREPARE and its
+    EXECUTE may reach different server connections.)
     """
 
     @event.listens_for(engine, "connect")
@@ -169,7 +185,10 @@ def plan_once(engine: Engine) -> None:
         if executemany or context is None or not context.execution_options.get(PLANNED_ONCE):
             return statement, parameters
         prepared = connection.connection.info.setdefault("prepared", {})
-        name, order = prepared.get(statement) or _prepare(cursor, statement, prepared)
+        if statement in prepared:
+            name, order = prepared[statement] = prepared.pop(statement)  # now the most recent
+        else:
+            name, order = _prepare(cursor, statement, prepared)
         arguments = ", ".join(f"%({parameter})s" for parameter in order)
         return f"EXECUTE {name}({arguments})" if order else f"EXECUTE {name}", parameters
 

@@ -393,6 +393,26 @@ def test_a_connection_keeps_at_most_so_many_prepared_pages_and_prepares_an_evict
         assert connection.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar() == 2
 
 
+@pytest.mark.postgres
+def test_a_page_whose_prepared_statement_went_stale_is_prepared_again(app, client, shelf, session):
+    """A migration that changes a column the page reads ("cached plan must not change result
+    type"), or a DEALLOCATE, leaves the connection's prepared page unusable: the read prepares
+    it afresh and answers, instead of failing on that connection from then on."""
+    page = client.get(CATALOG).get_json()
+    with app.app_context(), db.engines[READS].connect() as connection:
+        connection.exec_driver_sql("DEALLOCATE ALL")  # on the connection the next request takes (LIFO)
+    assert client.get(CATALOG).get_json() == page
+
+    session.execute(text("ALTER TABLE products ALTER COLUMN sku TYPE varchar(80)"))
+    session.commit()
+    try:
+        assert client.get(CATALOG).get_json() == page
+    finally:
+        session.execute(text("ALTER TABLE products ALTER COLUMN sku TYPE varchar(64)"))
+        session.commit()
+    assert client.get(CATALOG).get_json() == page
+
+
 def plan_nodes(plan: list) -> list[dict]:
     """Every node of an EXPLAIN (FORMAT JSON) plan."""
     nodes, stack = [], [plan[0]["Plan"]]
