@@ -30,38 +30,37 @@ JOB_TIME_LIMIT_MS = 5 * 60_000  # a report of a year of a busy store takes secon
 IN_PROCESS_THREADS = 2
 SWEEP_EVERY_SECONDS = 5
 # Redis: a worker silent this long is taken for dead and its unfinished messages go back on
-# the queue (Dramatiq's default is 60 s), checked at least every MAINTENANCE_EVERY_SECONDS
-# (RedisBroker below); each Redis call waits at most REDIS_TIMEOUT_S.
+# the queue (Dramatiq's default is 60 s) by the next maintenance, which `flask worker` runs
+# every SWEEP_EVERY_SECONDS (RedisBroker.maintain); each Redis call waits at most REDIS_TIMEOUT_S.
 HEARTBEAT_TIMEOUT_MS = 15_000
-MAINTENANCE_EVERY_SECONDS = 5
 REDIS_TIMEOUT_S = 5
 
 
 class RedisBroker(dramatiq.brokers.redis.RedisBroker):
-    """Dramatiq's Redis broker, with its queue maintenance on a clock instead of a die.
+    """Dramatiq's Redis broker, its queue maintenance done when asked (`maintain`).
 
-    Maintenance (a dead worker's unacknowledged messages back on the queue, old dead letters
-    dropped) rides on one broker call in `maintenance_chance` per million, at random: one in a
-    thousand by default, which can leave a killed worker's job waiting for many minutes, and
-    even one in twenty left one waiting past a minute now and then. Here it rides on the first
-    call after MAINTENANCE_EVERY_SECONDS, so a killed worker's job runs again within the
-    heartbeat timeout plus that (and a worker's next fetch).
+    Dramatiq does maintenance (a dead worker's unacknowledged messages back on their queue, old
+    dead letters dropped) on a random share of broker calls (`maintenance_chance` per million,
+    one in a thousand by default), and only for the queue of that call: a killed worker's job
+    could wait many minutes, and even at one call in twenty one waited past a minute. Here no
+    call does it by chance; `flask worker` maintains every queue every SWEEP_EVERY_SECONDS.
     """
 
     def __init__(self, **options) -> None:
-        super().__init__(**options)
-        self._maintained_at = time.monotonic()
-        self._maintenance_lock = threading.Lock()
+        super().__init__(maintenance_chance=0, **options)
+        self._maintaining = threading.local()
+
+    def maintain(self) -> None:
+        """Maintain every queue this broker declared, the delay queues of retries included, now."""
+        self._maintaining.now = True
+        try:
+            for queue in sorted(self.get_declared_queues() | self.get_declared_delay_queues()):
+                self.do_qsize(queue)
+        finally:
+            self._maintaining.now = False
 
     def _should_do_maintenance(self, command: str) -> int:
-        if command in MAINTENANCE_COMMAND_BLACKLIST:
-            return 0
-        with self._maintenance_lock:
-            now = time.monotonic()
-            if now - self._maintained_at < MAINTENANCE_EVERY_SECONDS:
-                return 0
-            self._maintained_at = now
-            return 1
+        return int(getattr(self._maintaining, "now", False) and command not in MAINTENANCE_COMMAND_BLACKLIST)
 
 
 class AppContext(Middleware):
