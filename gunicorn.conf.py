@@ -71,10 +71,16 @@ def on_starting(server) -> None:
     wipe_metrics()
 
 
+def on_reload(server) -> None:
+    honour_sync_workers(server)  # a reload (SIGHUP) resolves the worker class again
+
+
 def honour_sync_workers(server) -> None:
     """`--worker-class sync` means sync workers, one request per process at a time: gunicorn
     would run gthread all the same, since `threads` above is more than 1 (its rule for sync)."""
-    if server.cfg.settings["worker_class"].get() == "sync" and server.cfg.threads > 1:
+    chosen = server.cfg.settings["worker_class"].get()
+    sync = isinstance(chosen, str) and (chosen == "sync" or chosen.endswith("SyncWorker"))
+    if sync and server.cfg.threads > 1:
         server.cfg.set("threads", 1)
         server.worker_class = server.cfg.worker_class
 
