@@ -29,13 +29,13 @@ from collections import Counter
 from sqlalchemy import func, select, update
 
 from bench import harness, mixed
-from bench.webhooks import send_all
+from bench.webhooks import audit_problems, audits_of, send_all
 from nexus import create_app
 from nexus.extensions import db
 from nexus.jobs.outbox import OutboxJob
 from nexus.orders import service as orders
 from nexus.orders.models import Order, OrderStatus
-from nexus.payments.models import Payment, PaymentEventAudit
+from nexus.payments.models import Payment
 from nexus.payouts.models import PayoutAccount, Transfer
 from nexus.payouts.service import MAKE
 from nexus.stores.models import Product, Store
@@ -159,13 +159,9 @@ def wait_for_transfers(database_url: str, transfer_ids: list[int]) -> float:
 
 def check(database_url, stand_in, events, expected, payouts, posted, since) -> tuple[list[str], Counter, Counter]:
     """What is not as the stories say (empty when all is well), the events' outcomes, the jobs'."""
-    problems = []
     with harness.app_for(database_url).app_context():
         ids = [event["id"] for event in events]
-        audit = PaymentEventAudit
-        audits = db.session.execute(
-            select(audit.stripe_event_id, audit.deliveries, audit.outcome).where(audit.stripe_event_id.in_(ids))
-        ).all()
+        audits = audits_of(ids)
         transfers = db.session.execute(
             select(Transfer.id, Transfer.status, Transfer.amount, Transfer.stripe_transfer_id).where(
                 Transfer.id.in_(expected)
@@ -181,12 +177,7 @@ def check(database_url, stand_in, events, expected, payouts, posted, since) -> t
             .where(OutboxJob.id > since, OutboxJob.job == MAKE)
             .group_by(OutboxJob.status)
         ).all()
-    if len(audits) != len(ids):
-        problems.append(f"{len(audits)} audit rows for {len(ids)} events")
-    if sum(row.deliveries for row in audits) != posted:
-        problems.append(f"{sum(row.deliveries for row in audits)} deliveries recorded for {posted} posted")
-    if errors := [row for row in audits if row.outcome == "error"]:
-        problems.append(f"{len(errors)} events ended in error")
+    problems = audit_problems(audits, ids, posted)
     made = Counter(t["metadata"].get("transfer_id") for t in stand_in.transfers.values())
     at_stripe = {t["metadata"].get("transfer_id"): t for t in stand_in.transfers.values()}
     for transfer_id, status, amount, stripe_id in transfers:

@@ -152,26 +152,37 @@ def send_all(
     return time.perf_counter() - started, latencies, statuses
 
 
+def audits_of(event_ids: list[str]) -> list:
+    """The audit rows of these events (id, deliveries, outcome); in an app context."""
+    audit = PaymentEventAudit
+    return db.session.execute(
+        select(audit.stripe_event_id, audit.deliveries, audit.outcome).where(audit.stripe_event_id.in_(event_ids))
+    ).all()
+
+
+def audit_problems(audits: list, event_ids: list[str], posted: int) -> list[str]:
+    """What the audit says went wrong: an event stored other than once, a delivery not counted, an error."""
+    problems = []
+    if len(audits) != len(event_ids):
+        problems.append(f"{len(audits)} audit rows for {len(event_ids)} events")
+    if sum(row.deliveries for row in audits) != posted:
+        problems.append(f"{sum(row.deliveries for row in audits)} deliveries recorded for {posted} posted")
+    if errors := [row for row in audits if row.outcome == "error"]:
+        problems.append(f"{len(errors)} events ended in error")
+    return problems
+
+
 def check(database_url: str, events: list[dict], stories: dict[int, Story], posted: int) -> tuple[list[str], Counter]:
     """Everything that is not as the stories say (empty when all is well), and the events' outcomes."""
-    problems = []
     with harness.app_for(database_url).app_context():
         ids = [event["id"] for event in events]
-        audit = PaymentEventAudit
-        audits = db.session.execute(
-            select(audit.stripe_event_id, audit.deliveries, audit.outcome).where(audit.stripe_event_id.in_(ids))
-        ).all()
+        audits = audits_of(ids)
         rows = db.session.execute(
             select(Payment.id, Payment.status, Payment.amount, Payment.amount_refunded, Order.status)
             .join(Order, Order.id == Payment.order_id)
             .where(Payment.id.in_(stories))
         ).all()
-    if len(audits) != len(ids):
-        problems.append(f"{len(audits)} audit rows for {len(ids)} events")
-    if sum(row.deliveries for row in audits) != posted:
-        problems.append(f"{sum(row.deliveries for row in audits)} deliveries recorded for {posted} posted")
-    if errors := [row for row in audits if row.outcome == "error"]:
-        problems.append(f"{len(errors)} events ended in error")
+    problems = audit_problems(audits, ids, posted)
     if len(rows) != len(stories):
         problems.append(f"{len(rows)} payments found of {len(stories)}")
     for payment_id, status, amount, amount_refunded, order_status in rows:
