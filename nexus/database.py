@@ -114,16 +114,19 @@ def read(
     statement gone stale (a migration changed a column it reads, or someone deallocated it) is
     prepared afresh and the read run again, once.
     """
-    options = {PLANNED_ONCE: planned_once}
     with db.engines[READS].connect() as connection:
+
+        def rows() -> Sequence[Row]:
+            return connection.execute(statement, params or {}, execution_options={PLANNED_ONCE: planned_once}).all()
+
         try:
-            return connection.execute(statement, params or {}, execution_options=options).all()
+            return rows()
         except DBAPIError as error:
             if not planned_once or getattr(error.orig, "pgcode", None) not in STALE_PREPARED:
                 raise
             connection.exec_driver_sql("DEALLOCATE ALL")
             connection.connection.info.pop("prepared", None)
-            return connection.execute(statement, params or {}, execution_options=options).all()
+            return rows()
 
 
 PLANNED_ONCE = "nexus_planned_once"
