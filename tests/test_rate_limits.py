@@ -5,10 +5,12 @@ import re
 import threading
 import time
 
+import pytest
+from flask_limiter import ApplicationLimit
 from limits.storage import storage_from_string
 
 from nexus import create_app
-from nexus.extensions import MemoryStorage
+from nexus.extensions import MemoryStorage, limiter
 from tests.conftest import app_environ
 from tests.factories import ProductFactory, StoreFactory
 
@@ -167,3 +169,13 @@ def test_sweeping_while_other_threads_count_raises_nothing(monkeypatch):
         thread.join()
 
     assert failures == []
+
+
+def test_an_application_wide_limit_stops_the_app_at_start_instead_of_being_ignored(database_url, monkeypatch):
+    """Limits are checked in their views only (nexus.extensions.init_limiter): one that only
+    Flask-Limiter's before-request pass would check must not pass silently."""
+    wide = ApplicationLimit("1000 per second").bind(limiter)
+    monkeypatch.setattr(limiter.limit_manager, "_application_limits", [wide])
+
+    with pytest.raises(RuntimeError, match="per view"):
+        create_app(app_environ(database_url))

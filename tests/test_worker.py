@@ -22,6 +22,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from nexus import create_app
+from nexus.cli.worker import maintain_queues
 from nexus.jobs import broker
 from nexus.jobs.outbox import OutboxJob
 from tests.conftest import Inbox, SilentServer, app_environ, eventually, free_port
@@ -136,6 +137,15 @@ def test_maintenance_hands_a_dead_workers_message_back_on_its_queue(namespace, d
         alive.flush_all()
         for each in (dead, alive):
             each.close()
+
+
+def test_maintenance_with_redis_away_is_logged_and_the_worker_goes_on(caplog, namespace):
+    away = broker.RedisBroker(url=f"redis://127.0.0.1:{free_port()}/0", namespace=namespace)  # nothing listens
+    away.declare_queue("jobs")
+
+    maintain_queues(away)  # does not raise
+
+    assert any("queue maintenance failed (ConnectionError)" in record.getMessage() for record in caplog.records)
 
 
 def test_the_worker_refuses_to_start_without_a_queue(database_url):
