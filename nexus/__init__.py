@@ -30,7 +30,7 @@ from nexus.reports.routes import blp as reports_blp
 from nexus.serialization import OrjsonProvider
 from nexus.stores.routes import products as products_blp
 from nexus.stores.routes import stores as stores_blp
-from nexus.web import around_rate_limit_headers, register_request_hooks
+from nexus.web import register_request_hooks
 
 __version__ = VERSION
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -81,7 +81,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     init_jobs(app)
     init_notifications()
     cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}}, **CORS_HEADERS)
-    around_rate_limit_headers(app, init_limiter)
+    init_limiter(app)
     api.ERROR_SCHEMA = ErrorSchema
     api.init_app(app, spec_kwargs={"extra_plugins": [BodyErrors()]})
     init_openapi(app, api)

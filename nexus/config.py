@@ -196,7 +196,6 @@ def _derived(settings: Mapping[str, Any]) -> dict[str, Any]:
         if database_url
         else {},
         "MAIL_SUPPRESS_SEND": settings["ENVIRONMENT"] == "test" and not settings["MAIL_SERVER"],
-        "RATELIMIT_HEADERS_ENABLED": True,
         "API_TITLE": "Nexus API",
         "API_VERSION": VERSION,
         "OPENAPI_VERSION": "3.0.3",

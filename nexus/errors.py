@@ -109,17 +109,20 @@ def _wait_in_words(seconds: float) -> str:
     return _in_words(math.ceil(seconds / 3600), "hour")
 
 
-def _rate_limited_message(error: RateLimitExceeded) -> str:
-    """ "Too many requests: at most 5 per hour; try again in 57 minutes." (the limit's own
-    words, and the wait until its window resets: what `Retry-After` says in seconds)."""
+def _rate_limited(error: RateLimitExceeded) -> tuple[str, dict[str, str]]:
+    """ "Too many requests: at most 5 per hour; try again in 57 minutes.", and `Retry-After` in
+    seconds: the limit's own words, and the wait until its window resets (rounded up, so trying
+    then is never too early)."""
     item = error.limit.limit
     unit = item.GRANULARITY.name
     per = unit if item.multiples == 1 else _in_words(item.multiples, unit)
-    wait = ""
     current = limiter.current_limit
-    if current is not None:
-        wait = f"; try again in {_wait_in_words(current.reset_at - time.time())}"
-    return f"Too many requests: at most {item.amount} per {per}{wait}."
+    if current is None:
+        return f"Too many requests: at most {item.amount} per {per}.", {}
+    wait = max(1, math.ceil(current.reset_at - time.time()))
+    return f"Too many requests: at most {item.amount} per {per}; try again in {_wait_in_words(wait)}.", {
+        "Retry-After": str(wait)
+    }
 
 
 def _http_error(error: HTTPException):
@@ -135,7 +138,8 @@ def _http_error(error: HTTPException):
     elif code == 413:
         message = TOO_LARGE
     elif isinstance(error, RateLimitExceeded):
-        message = _rate_limited_message(error)
+        message, wait = _rate_limited(error)
+        headers.update(wait)
     return error_body(code, message, errors), code, headers
 
 

@@ -130,7 +130,11 @@ class MemoryStorage(limits.storage.MemoryStorage):
                     self.locks.pop(key, None)
 
 
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+# Only a 429 says anything of a budget (`Retry-After`, and the wait in words: nexus.errors).
+# Flask-Limiter's X-RateLimit-* headers on every other answer would read the window back from
+# the storage after each hit: two more Redis round trips per catalog page in production, and
+# a Retry-After on answers that are not refusals, which the contract forbids.
+limiter = Limiter(key_func=get_remote_address, headers_enabled=False)
 
 
 def init_limiter(app: Flask) -> None:

@@ -129,8 +129,17 @@ def _docs_blueprint(api: Api) -> FlaskBlueprint:
     return docs
 
 
+RETRY_AFTER = {
+    "description": "Seconds until the budget allows the request again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
 def init_openapi(app: Flask, api: Api) -> None:
-    """Declare the bearer scheme and serve the YAML document and Swagger UI under /api."""
+    """Declare the bearer scheme and the 429's `Retry-After`, and serve the YAML document and
+    Swagger UI under /api."""
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    # flask-smorest registers a response per status, lazily (written once an operation refers to it).
+    api.spec.components.responses_lazy["TOO_MANY_REQUESTS"]["headers"] = {"Retry-After": RETRY_AFTER}
     api.ma_plugin.converter.add_attribute_function(nullable_nested)
     app.register_blueprint(_docs_blueprint(api), url_prefix="/api")

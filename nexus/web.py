@@ -77,31 +77,6 @@ class NoCookieSessions(SessionInterface):
         return None
 
 
-def _note_retry_after(response: Response) -> Response:
-    g.retry_after = response.headers.get("Retry-After")
-    return response
-
-
-def _keep_own_retry_after(response: Response) -> Response:
-    if response.status_code != 429:
-        own = g.pop("retry_after", None)
-        if own is None:
-            response.headers.pop("Retry-After", None)
-        else:
-            response.headers["Retry-After"] = own
-    return response
-
-
-def around_rate_limit_headers(app: Flask, init_limiter: Callable[[Flask], None]) -> None:
-    """Flask-Limiter sets `Retry-After`, to its window's reset, on every answer of a limited
-    route, and raises any the answer had to that: only its 429 means it. Other answers keep the
-    one they were given (a busy database's 1 s), or carry none. Its hook runs between these two
-    (Flask runs after-request hooks last registered first)."""
-    app.after_request(_keep_own_retry_after)
-    init_limiter(app)
-    app.after_request(_note_retry_after)
-
-
 def register_request_hooks(app: Flask) -> None:
     app.session_interface = NoCookieSessions()
     app.before_request(_start_request)

@@ -2,16 +2,22 @@
 (429 + Retry-After)."""
 
 import re
+import shutil
+import subprocess
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 
 import pytest
+import redis
+from flask.testing import FlaskClient
 from flask_limiter import ApplicationLimit
 from limits.storage import storage_from_string
 
 from nexus import create_app
 from nexus.extensions import MemoryStorage, limiter
-from tests.conftest import app_environ
+from tests.conftest import app_environ, eventually, free_port
 from tests.factories import ProductFactory, StoreFactory
 
 REGISTER = "/api/v1/auth/register"
@@ -76,12 +82,81 @@ def test_the_limits_come_from_the_environment(database_url):
     assert_limited(client.post(REQUEST, json={"email": "b@example.com"}))
 
 
-def test_only_a_429_of_a_rate_limited_route_carries_retry_after(client):
+def test_only_a_429_of_a_rate_limited_route_speaks_of_its_budget(client):
+    """No Retry-After and no X-RateLimit-* on an answer that is not a refusal: Flask-Limiter's
+    headers would read each window back from the storage after every hit."""
     answered = client.post(REQUEST, json={"email": "ada@example.com"})
 
     assert answered.status_code == 202
-    assert answered.headers["X-RateLimit-Limit"]
-    assert "Retry-After" not in answered.headers
+    assert [name for name, _ in answered.headers if name.lower().startswith(("x-ratelimit", "retry-after"))] == []
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[redis.Redis]:
+    """A Redis of this test's own on a free loopback port, so that it counts only our commands."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+
+    def answers() -> bool:
+        try:
+            return client.ping()
+        except redis.ConnectionError:
+            return False
+
+    try:
+        eventually(answers)
+        yield client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_counted(database_url, own_redis) -> Iterator[FlaskClient]:
+    """A client of an app whose rate limits count in `own_redis`."""
+    port = own_redis.connection_pool.connection_kwargs["port"]
+    yield create_app(app_environ(database_url, RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")).test_client()
+    # Flask-Limiter's extension is one per process and takes the storage of the last app made:
+    # give it back a memory storage before this Redis goes.
+    create_app(app_environ(database_url))
+
+
+def commands_by_name(server: redis.Redis) -> Counter:
+    """What the server has run, by command (those a script runs counted too), INFO left out."""
+    stats = server.info("commandstats")
+    return Counter(
+        {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items() if name != "cmdstat_info"}
+    )
+
+
+def test_a_catalog_page_costs_its_rate_limit_one_redis_round_trip(redis_counted, own_redis, session):
+    """The hit, one script that counts and sets the window's expiry; no reading back of the
+    window for headers (Flask-Limiter's X-RateLimit-* would add a GET and a TTL per page)."""
+    StoreFactory()
+    assert redis_counted.get("/api/v1/products").status_code == 200  # connects, loads the script
+
+    before = commands_by_name(own_redis)
+    for _ in range(5):
+        assert redis_counted.get("/api/v1/products").status_code == 200
+    ran = commands_by_name(own_redis) - before
+
+    assert ran == Counter({"evalsha": 5, "incrby": 5})  # the script, and the INCRBY inside it
 
 
 CATALOG_LISTS = ("/api/v1/products", "/api/v1/stores", "/api/v1/stores/{store}/products")
