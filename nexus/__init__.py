@@ -46,9 +46,15 @@ BLUEPRINTS = (
     reports_blp,
     admin_blp,
 )
-CORS_HEADERS = {
+# CORS headers go only on answers to cross-origin requests (those with an `Origin`): a request
+# without one is no browser's cross-origin call, and flask-cors would otherwise list every
+# allowed origin on it. An answer that caches may then differ by Origin: `cacheable` says so
+# (Vary: Origin), for every answer that can be kept, so flask-cors need not.
+CORS_OPTIONS = {
     "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
     "expose_headers": ["X-Request-ID", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],
+    "always_send": False,
+    "vary_header": False,
 }
 
 
@@ -80,7 +86,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     mail.init_app(app)
     init_jobs(app)
     init_notifications()
-    cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}}, **CORS_HEADERS)
+    cors.init_app(app, resources={r"/api/*": {"origins": settings["CORS_ALLOWED_ORIGINS"]}}, **CORS_OPTIONS)
     init_limiter(app)
     api.ERROR_SCHEMA = ErrorSchema
     api.init_app(app, spec_kwargs={"extra_plugins": [BodyErrors()]})

@@ -96,8 +96,10 @@ def cacheable(view: Callable) -> Callable:
     """A public read's 200 carries an ETag of its body, and the same request with that ETag in
     `If-None-Match` is answered 304 with no body (the work is done, the bytes are not sent).
     Anonymous answers are `public, max-age=30`; an answer to a request carrying Authorization
-    may depend on who asks, so it is `private`; `Vary: Authorization` keeps caches from handing
-    the one to the other. Hashing the body costs microseconds and no second query."""
+    may depend on who asks, so it is `private`. `Vary: Authorization, Origin` keeps caches from
+    handing the one to the other, and an answer without CORS headers (to a request with no
+    Origin) to a browser's cross-origin call. Hashing the body costs microseconds and no second
+    query."""
 
     @wraps(view)
     def answer(*args, **kwargs) -> Response:
@@ -106,7 +108,7 @@ def cacheable(view: Callable) -> Callable:
             return response
         headers = response.headers
         headers["Cache-Control"] = PRIVATE_CACHE_CONTROL if "Authorization" in request.headers else PUBLIC_CACHE_CONTROL
-        headers["Vary"] = "Authorization"
+        headers["Vary"] = "Authorization, Origin"
         etag = hashlib.sha1(response.get_data(), usedforsecurity=False).hexdigest()
         headers["ETag"] = f'"{etag}"'
         # Weak comparison, as RFC 9110 has it for If-None-Match (a proxy may have weakened ours).

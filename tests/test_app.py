@@ -128,6 +128,16 @@ def test_cors_allows_only_configured_origins(database_url):
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+def test_a_request_without_origin_gets_no_cors_headers(database_url):
+    """Not a browser's cross-origin call: nothing to allow (and no list of allowed origins)."""
+    app = create_app(app_environ(database_url, CORS_ALLOWED_ORIGINS="https://shop.example.com,https://ops.example.com"))
+
+    response = app.test_client().get("/api/v1/health")
+
+    assert response.status_code == 200
+    assert [name for name, _ in response.headers if name.lower().startswith("access-control-")] == []
+
+
 def test_cors_preflight_allows_the_headers_the_frontend_sends(database_url):
     app = create_app(app_environ(database_url, CORS_ALLOWED_ORIGINS="https://shop.example.com"))
 

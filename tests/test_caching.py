@@ -45,6 +45,19 @@ def test_the_same_read_with_its_etag_answers_304_with_no_body(client, urls, read
 
 
 @pytest.mark.parametrize("read", READS)
+def test_a_public_read_varies_by_origin_and_only_a_cross_origin_call_gets_cors_headers(client, urls, read):
+    """A cache must not hand the answer to a request without Origin (no CORS headers) to a
+    browser's cross-origin call, which would refuse it."""
+    plain = client.get(urls[read])
+    cross = client.get(urls[read], headers={"Origin": "http://localhost:5173"})
+
+    assert [name for name, _ in plain.headers if name.lower().startswith("access-control-")] == []
+    assert cross.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+    for answer in (plain, cross):
+        assert answer.headers.getlist("Vary") == ["Authorization, Origin"]
+
+
+@pytest.mark.parametrize("read", READS)
 def test_a_changed_answer_has_a_new_etag_and_a_stale_one_gets_the_full_answer(client, owner, urls, teapot, read):
     stale = client.get(urls[read]).headers["ETag"]
     changed = client.patch(f"/api/v1/products/{teapot.id}", headers=owner.headers, json={"price": 1750})
