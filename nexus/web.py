@@ -41,10 +41,12 @@ def _finish_request(response: Response) -> Response:
     method, path, status = request.method, request.path, response.status_code
     headers = response.headers
     headers["X-Request-ID"] = request_id
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Set, not setdefault: no view sets these, and werkzeug's setdefault builds an exception for
+    # each header it does not find (three a request, 2% of a catalog page's Python).
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
     docs = path == "/api/docs" or path.startswith("/api/docs/")
-    headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else API_CSP)
+    headers["Content-Security-Policy"] = DOCS_CSP if docs else API_CSP
     duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
     access_log.info(
         "%s %s %s",
