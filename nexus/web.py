@@ -1,5 +1,6 @@
 """Per-request plumbing: the request id, security headers, one JSON access-log line, no cookie
-sessions, and the HTTP caching of public reads (`cacheable`)."""
+sessions, query arguments read without an exception per field not given, and the HTTP caching
+of public reads (`cacheable`)."""
 
 import hashlib
 import logging
@@ -8,10 +9,12 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from flask import Flask, Request, Response, g, request
 from flask.sessions import SessionInterface, SessionMixin
 from flask_jwt_extended import get_jwt_identity
+from werkzeug.datastructures import ImmutableMultiDict
 
 from nexus.openapi import Blueprint
 
@@ -68,6 +71,21 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
+class QueryArgs(ImmutableMultiDict):
+    """Query (and form) arguments whose `get` of a name not given returns the default at once.
+    werkzeug's raises and catches a BadRequestKeyError, an HTTP exception costly to build, and
+    webargs asks for every field of a schema, given or not: eight a catalog page, 1.4% of it."""
+
+    def get(self, key: str, default: Any = None, type: Callable | None = None) -> Any:
+        if not dict.__contains__(self, key):
+            return default
+        return super().get(key, default, type)
+
+
+class NexusRequest(Request):
+    parameter_storage_class = QueryArgs
+
+
 class NoCookieSessions(SessionInterface):
     """A bearer-token API keeps no cookie session: skip opening one on every request (and any
     attempt to write one fails loudly, through Flask's NullSession)."""
@@ -81,6 +99,7 @@ class NoCookieSessions(SessionInterface):
 
 def register_request_hooks(app: Flask) -> None:
     app.session_interface = NoCookieSessions()
+    app.request_class = NexusRequest
     app.before_request(_start_request)
     app.after_request(_finish_request)
 

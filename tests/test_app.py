@@ -4,9 +4,11 @@ import json
 import logging
 
 import pytest
+from werkzeug.datastructures import ImmutableMultiDict
 
 from nexus import create_app
 from nexus.logs import JsonFormatter
+from nexus.web import QueryArgs
 from tests.conftest import app_environ
 
 ERROR_KEYS = {"code", "status", "message"}
@@ -163,3 +165,15 @@ def test_allowed_hosts_refuse_other_hosts(database_url, host, status):
 
     assert response.status_code == status
     assert response.is_json
+
+
+def test_query_arguments_read_as_werkzeug_reads_them():
+    """`QueryArgs` only answers a name not given sooner: the same values, defaults and types."""
+    given = [("limit", "20"), ("q", "tea"), ("q", "pot"), ("in_stock", "")]
+    ours, theirs = QueryArgs(given), ImmutableMultiDict(given)
+
+    for key in ("limit", "q", "in_stock", "cursor"):
+        assert ours.get(key) == theirs.get(key)
+        assert ours.get(key, "none") == theirs.get(key, "none")
+        assert ours.get(key, 0, type=int) == theirs.get(key, 0, type=int)
+        assert ours.getlist(key) == theirs.getlist(key)
