@@ -14,6 +14,9 @@ MIN_SECRET_LENGTH = 32
 READS = "reads"  # the bind key of the autocommit engine lists read through
 DEV_SECRET = "development-only-secret-do-not-use-in-production"  # noqa: S105 (refused in production)
 ONE_MIB = 1024 * 1024
+# A rate-limit count is one Redis round trip (well under a millisecond to Render's Key Value in
+# the same region): a Redis that does not answer within this is treated as away.
+RATE_LIMIT_REDIS_OPTIONS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
 
 
 class ConfigError(RuntimeError):
@@ -78,6 +81,7 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
     if environment not in ENVIRONMENTS:
         raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
     production = environment == "production"
+    rate_limit_storage = env.get("RATELIMIT_STORAGE_URI", "").strip() or "memory://"
     dev_secret = None if production else DEV_SECRET
     database_url = env.get("DATABASE_URL", "").strip() or (None if production else "sqlite:///nexus.db")
     allowed_hosts = _csv(env.get("ALLOWED_HOSTS"))
@@ -110,7 +114,12 @@ def load_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "STRIPE_CONNECT_WEBHOOK_SECRET": env.get("STRIPE_CONNECT_WEBHOOK_SECRET") or None,
         "PLATFORM_FEE_BPS": _within(env, "PLATFORM_FEE_BPS", 1000, 0, 10_000, "basis points: 1000 is 10%"),
         "FRONTEND_URL": (env.get("FRONTEND_URL", "").strip().rstrip("/") or None),
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "").strip() or "memory://",
+        "RATELIMIT_STORAGE_URI": rate_limit_storage,
+        "RATELIMIT_STORAGE_OPTIONS": RATE_LIMIT_REDIS_OPTIONS if rate_limit_storage.startswith("redis") else {},
+        # A storage that fails or times out: each process counts in its own memory meanwhile
+        # (Flask-Limiter warns, and tries the storage again now and then), rather than failing
+        # every limited request.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         # Prepended to every rate-limit key: deployments (or test runs) sharing one Redis keep apart.
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "").strip(),
         "OTP_TTL_SECONDS": _int(env, "OTP_TTL_SECONDS", 600),

@@ -148,6 +148,10 @@ def init_limiter(app: Flask) -> None:
     fail at start instead of being ignored.
     """
     limiter.init_app(app)
+    # A storage found away falls back to memory until it answers again (RATELIMIT_IN_MEMORY_
+    # FALLBACK_ENABLED); the flag lives on the extension, which outlives apps: a new app's
+    # storage starts out as present.
+    limiter._storage_dead = False
     manager = limiter.limit_manager
     if manager.application_limits or manager.default_limits or manager._blueprint_limits:
         raise RuntimeError("Nexus rate limits are per view; a wider one needs Flask-Limiter's before-request pass")

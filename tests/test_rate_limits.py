@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -17,7 +17,7 @@ from limits.storage import storage_from_string
 
 from nexus import create_app
 from nexus.extensions import MemoryStorage, limiter
-from tests.conftest import app_environ, eventually, free_port
+from tests.conftest import app_environ, eventually, free_port, within
 from tests.factories import ProductFactory, StoreFactory
 
 REGISTER = "/api/v1/auth/register"
@@ -195,6 +195,34 @@ def test_a_429_says_in_words_when_to_try_again(client):
     assert found, message
     seconds = int(found[1]) * (60 if found[2].startswith("minute") else 1)
     assert abs(seconds - int(response.headers["Retry-After"])) <= 60
+
+
+@pytest.fixture
+def limited_on(database_url) -> Iterator[Callable[[str], FlaskClient]]:
+    """Clients of apps whose catalog budget (2 a minute) counts in the Redis at a given URL."""
+
+    def client(storage: str) -> FlaskClient:
+        environ = app_environ(database_url, RATELIMIT_STORAGE_URI=storage, CATALOG_RATE_LIMIT_PER_IP="2 per minute")
+        return create_app(environ).test_client()
+
+    yield client
+    create_app(app_environ(database_url))  # the limiter's storage back to memory (see redis_counted)
+
+
+@pytest.mark.parametrize("redis_is", ["hung", "gone"])
+def test_a_hung_or_gone_rate_limit_redis_neither_holds_nor_fails_the_catalog(
+    limited_on, silent_server, session, redis_is, caplog
+):
+    """Each process counts in memory while the storage is away (warned once in the log): the
+    budget still holds, and no answer waits more than the storage's short time limit."""
+    StoreFactory()
+    storage = f"redis://127.0.0.1:{silent_server.port if redis_is == 'hung' else free_port()}/0"
+    client = limited_on(storage)
+
+    answers = [within(2.5, lambda: client.get("/api/v1/products")) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert "falling back to in-memory storage" in caplog.text
 
 
 def test_the_memory_storage_starts_no_thread_per_hit_and_forgets_counters_past_their_window(monkeypatch):
