@@ -40,7 +40,7 @@ dev: $(VENV)/.dev
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
-## bench: the shared harness (catalog: project vs raw SQL vs DRF), filter latencies, orders, webhooks, reports, mixed load, the metrics and tracing hooks on and off
+## bench: the shared harness (catalog: project vs raw SQL vs DRF), filter latencies, orders, webhooks, reports, mixed load, the metrics and tracing hooks on and off, instructions per catalog page
 bench: $(VENV)/.runtime
 	CATALOG_RATE_LIMIT_PER_IP="1000000000 per minute" \
 	  $(BENCH_HARNESS)/run.sh --project . --products $(BENCH_PRODUCTS) --rounds $(BENCH_ROUNDS) --keep-pg
@@ -49,7 +49,8 @@ bench: $(VENV)/.runtime
 	  && $(BIN)/python -m bench.webhooks --harness $(BENCH_HARNESS) \
 	  && $(BIN)/python -m bench.report --harness $(BENCH_HARNESS) \
 	  && $(BIN)/python -m bench.mixed --harness $(BENCH_HARNESS) \
-	  && $(BIN)/python -m bench.observability --harness $(BENCH_HARNESS); \
+	  && $(BIN)/python -m bench.observability --harness $(BENCH_HARNESS) \
+	  && $(BIN)/python -m bench.instructions --harness $(BENCH_HARNESS); \
 	  status=$$?; $(BENCH_HARNESS)/pg.sh stop; exit $$status
 
 ## client: write openapi.json from the code, then the TypeScript client's types from it, and type-check
