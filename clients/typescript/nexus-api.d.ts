@@ -1582,6 +1582,8 @@ export interface components {
         /** @description Too Many Requests */
         TOO_MANY_REQUESTS: {
             headers: {
+                /** @description Seconds until the budget allows the request again. */
+                "Retry-After"?: number;
                 [name: string]: unknown;
             };
             content: {
