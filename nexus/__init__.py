@@ -48,13 +48,11 @@ BLUEPRINTS = (
 )
 # CORS headers go only on answers to cross-origin requests (those with an `Origin`): a request
 # without one is no browser's cross-origin call, and flask-cors would otherwise list every
-# allowed origin on it. An answer that caches may then differ by Origin: `cacheable` says so
-# (Vary: Origin), for every answer that can be kept, so flask-cors need not.
+# allowed origin on it. So a public read that caches differs by Origin: `cacheable` says so.
 CORS_OPTIONS = {
     "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
     "expose_headers": ["X-Request-ID", "Retry-After", "Idempotent-Replayed", "Content-Disposition"],
     "always_send": False,
-    "vary_header": False,
 }
 
 

@@ -130,14 +130,20 @@ def test_cors_allows_only_configured_origins(database_url):
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-def test_a_request_without_origin_gets_no_cors_headers(database_url):
-    """Not a browser's cross-origin call: nothing to allow (and no list of allowed origins)."""
+def test_only_a_cross_origin_request_gets_cors_headers_naming_its_origin(database_url):
+    """A request without Origin is no browser's cross-origin call: nothing to allow (and no list
+    of the allowed origins). One with an allowed Origin gets that origin back, and a Vary that
+    keeps a browser from reusing the answer for another of them."""
     app = create_app(app_environ(database_url, CORS_ALLOWED_ORIGINS="https://shop.example.com,https://ops.example.com"))
+    client = app.test_client()
 
-    response = app.test_client().get("/api/v1/health")
+    plain = client.get("/api/v1/health")
+    cross = client.get("/api/v1/health", headers={"Origin": "https://ops.example.com"})
 
-    assert response.status_code == 200
-    assert [name for name, _ in response.headers if name.lower().startswith("access-control-")] == []
+    assert (plain.status_code, cross.status_code) == (200, 200)
+    assert [name for name, _ in plain.headers if name.lower().startswith("access-control-")] == []
+    assert cross.headers["Access-Control-Allow-Origin"] == "https://ops.example.com"
+    assert "Origin" in cross.headers.getlist("Vary")
 
 
 def test_cors_preflight_allows_the_headers_the_frontend_sends(database_url):
