@@ -128,12 +128,15 @@ def own_redis(tmp_path) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def redis_counted(database_url, own_redis) -> Iterator[FlaskClient]:
-    """A client of an app whose rate limits count in `own_redis`."""
-    port = own_redis.connection_pool.connection_kwargs["port"]
-    yield create_app(app_environ(database_url, RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")).test_client()
+def limited_on(database_url) -> Iterator[Callable[..., FlaskClient]]:
+    """Clients of apps whose rate limits count in the storage at a given URL (with `settings`)."""
+
+    def client(storage: str, **settings: str) -> FlaskClient:
+        return create_app(app_environ(database_url, RATELIMIT_STORAGE_URI=storage, **settings)).test_client()
+
+    yield client
     # Flask-Limiter's extension is one per process and takes the storage of the last app made:
-    # give it back a memory storage before this Redis goes.
+    # give it back a memory storage before the test's Redis goes.
     create_app(app_environ(database_url))
 
 
@@ -145,15 +148,16 @@ def commands_by_name(server: redis.Redis) -> Counter:
     )
 
 
-def test_a_catalog_page_costs_its_rate_limit_one_redis_round_trip(redis_counted, own_redis, session):
+def test_a_catalog_page_costs_its_rate_limit_one_redis_round_trip(limited_on, own_redis, session):
     """The hit, one script that counts and sets the window's expiry; no reading back of the
     window for headers (Flask-Limiter's X-RateLimit-* would add a GET and a TTL per page)."""
     StoreFactory()
-    assert redis_counted.get("/api/v1/products").status_code == 200  # connects, loads the script
+    client = limited_on(f"redis://127.0.0.1:{own_redis.connection_pool.connection_kwargs['port']}/0")
+    assert client.get("/api/v1/products").status_code == 200  # connects, loads the script
 
     before = commands_by_name(own_redis)
     for _ in range(5):
-        assert redis_counted.get("/api/v1/products").status_code == 200
+        assert client.get("/api/v1/products").status_code == 200
     ran = commands_by_name(own_redis) - before
 
     assert ran == Counter({"evalsha": 5, "incrby": 5})  # the script, and the INCRBY inside it
@@ -197,18 +201,6 @@ def test_a_429_says_in_words_when_to_try_again(client):
     assert abs(seconds - int(response.headers["Retry-After"])) <= 60
 
 
-@pytest.fixture
-def limited_on(database_url) -> Iterator[Callable[[str], FlaskClient]]:
-    """Clients of apps whose catalog budget (2 a minute) counts in the Redis at a given URL."""
-
-    def client(storage: str) -> FlaskClient:
-        environ = app_environ(database_url, RATELIMIT_STORAGE_URI=storage, CATALOG_RATE_LIMIT_PER_IP="2 per minute")
-        return create_app(environ).test_client()
-
-    yield client
-    create_app(app_environ(database_url))  # the limiter's storage back to memory (see redis_counted)
-
-
 @pytest.mark.parametrize("redis_is", ["hung", "gone"])
 def test_a_hung_or_gone_rate_limit_redis_neither_holds_nor_fails_the_catalog(
     limited_on, silent_server, session, redis_is, caplog
@@ -217,7 +209,7 @@ def test_a_hung_or_gone_rate_limit_redis_neither_holds_nor_fails_the_catalog(
     budget still holds, and no answer waits more than the storage's short time limit."""
     StoreFactory()
     storage = f"redis://127.0.0.1:{silent_server.port if redis_is == 'hung' else free_port()}/0"
-    client = limited_on(storage)
+    client = limited_on(storage, CATALOG_RATE_LIMIT_PER_IP="2 per minute")
 
     answers = [within(2.5, lambda: client.get("/api/v1/products")) for _ in range(3)]
 

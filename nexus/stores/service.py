@@ -125,7 +125,9 @@ def list_stores(*, q: str | None = None, slug: str | None = None, limit: int, cu
     words = _words(q)
     params = {**words, **({"slug": slug} if slug is not None else {})}
     statement = _stores_query(words=frozenset(words), by_slug=slug is not None)
-    return paginate(statement, STORES_NEWEST, limit=limit, cursor=cursor, params=params, planned_once=q is None)
+    return paginate(
+        statement, STORES_NEWEST, limit=limit, cursor=cursor, params=params, planned_once=_one_plan_fits({"q": q})
+    )
 
 
 def list_my_stores(owner: User, *, limit: int, cursor: str | None = None) -> dict:
