@@ -9,7 +9,9 @@ stripe-python reaches it unchanged through `STRIPE_API_BASE`: it serves
     POST /v1/accounts                      an Express account (acct_...)
     GET  /v1/accounts/{id}
     POST /v1/account_links                 a single-use onboarding link (type account_onboarding)
-    POST /v1/transfers                     refused while the destination cannot receive transfers
+    POST /v1/transfers                     refused while the destination cannot receive transfers, and
+                                           from a charge (`source_transaction`) localstripe does not
+                                           have, in another currency, or already transferred in full
     GET  /v1/transfers?transfer_group=     (finding a transfer whose answer was lost)
     GET  /v1/transfers/{id}
     POST /v1/transfers/{id}/reversals      bounded by what is left of the transfer
@@ -40,8 +42,10 @@ Checked against Stripe's API reference (docs.stripe.com, through the search tool
 - api/account_links (`account`, `type` account_onboarding|account_update, `refresh_url`,
   `return_url`; answers `{object: "account_link", created, expires_at (5 minutes on), url}`);
 - api/transfers/object and create (`amount`, `currency`, `destination`, `transfer_group`,
-  `metadata`, `description`; `amount_reversed`, `reversed`, `reversals` as a list object,
-  `destination_payment`, `balance_transaction`, `source_type`);
+  `metadata`, `description`, `source_transaction`; `amount_reversed`, `reversed`, `reversals` as a
+  list object, `destination_payment`, `balance_transaction`, `source_type`) and connect/separate-
+  charges-and-transfers (a transfer from a charge: in its currency, and the transfers from one
+  charge together at most its amount);
 - api/transfer_reversals (`amount` defaults to what is left and can only reverse up to it,
   `metadata`, `refund_application_fee`; `{object: "transfer_reversal", amount, currency,
   transfer, destination_payment_refund, source_refund}`);
@@ -70,6 +74,7 @@ from typing import Any
 
 PLATFORM = "platform"  # the key space of requests made as the platform itself
 LINK_SECONDS = 300  # Stripe's account links expire 5 minutes after they are created
+UPSTREAM_KEY = "Bearer sk_test_connect_stand_in"  # how this server asks localstripe of a charge
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 ONBOARDING_DUE = [
     "business_profile.mcc",
@@ -262,11 +267,24 @@ class StripeConnect:
         return {"object": "account_link", "created": now, "expires_at": now + LINK_SECONDS, "url": url}
 
     def create_transfer(self, params: dict, as_account: str) -> dict:
-        _known(params, {"amount", "currency", "destination", "transfer_group", "metadata", "description", "expand"})
+        _known(
+            params,
+            {
+                "amount",
+                "currency",
+                "destination",
+                "transfer_group",
+                "metadata",
+                "description",
+                "source_transaction",
+                "expand",
+            },
+        )
         amount = _integer(params, "amount")
         currency = _text(params, "currency")
         if not re.fullmatch(r"[a-z]{3}", currency):
             raise StripeError(400, f"Invalid currency: {currency}.", param="currency")
+        source = _text(params, "source_transaction", required=False)
         destination = _text(params, "destination")
         account = self.accounts.get(destination)
         if account is None or destination == as_account:
@@ -279,6 +297,8 @@ class StripeConnect:
                 param="destination",
                 code="insufficient_capabilities_for_transfer",
             )
+        if source is not None:
+            self._check_source(source, amount, currency)
         transfer_id = _id("tr")
         transfer = {
             "id": transfer_id,
@@ -301,12 +321,30 @@ class StripeConnect:
                 "url": f"/v1/transfers/{transfer_id}/reversals",
             },
             "reversed": False,
-            "source_transaction": None,
+            "source_transaction": source,
             "source_type": "card",
             "transfer_group": _text(params, "transfer_group", required=False),
         }
         self.transfers[transfer_id] = transfer
         return transfer
+
+    def _check_source(self, charge_id: str, amount: int, currency: str) -> None:
+        """Stripe's rules for a transfer made from a charge: the charge is the platform's (here,
+        localstripe's), in the transfer's currency, and all transferred from it stays within its amount."""
+        status, _, body = self._pass_on("GET", f"/v1/charges/{charge_id}", {"authorization": UPSTREAM_KEY}, b"")
+        if status != 200:
+            raise _missing("charge", charge_id, "source_transaction")
+        charge = json.loads(body)
+        if charge["currency"] != currency:
+            message = f"The transfer's currency ({currency}) must be its source charge's ({charge['currency']})."
+            raise StripeError(400, message, param="currency")
+        taken = sum(t["amount"] for t in self.transfers.values() if t["source_transaction"] == charge_id)
+        if taken + amount > charge["amount"]:
+            raise StripeError(
+                400,
+                f"Transfers from {charge_id} would exceed its amount ({taken} + {amount} > {charge['amount']}).",
+                param="amount",
+            )
 
     def list_transfers(self, params: dict, as_account: str) -> dict:
         _known(params, {"transfer_group", "destination", "limit", "expand"})

@@ -146,6 +146,11 @@ def intent_at_stripe(localstripe: str, intent_id: str) -> dict:
         return json.load(response)
 
 
+def charge_at_stripe(localstripe: str, intent_id: str) -> str:
+    """The id of the charge that paid the intent (localstripe always expands `latest_charge`)."""
+    return intent_at_stripe(localstripe, intent_id)["latest_charge"]["id"]
+
+
 def register_webhook(localstripe: str, url: str) -> None:
     """Where localstripe delivers its signed events from now on (one endpoint, replaced)."""
     stripe_post(localstripe, "/_config/webhooks/nexus", url=url, secret=STRIPE_WEBHOOK_SECRET)

@@ -26,6 +26,7 @@ from tests.stripe_helpers import (
     DECLINED_CARD,
     AnsweringStripe,
     DownWebhook,
+    charge_at_stripe,
     deliver,
     fail_authentication_at_stripe,
     intent_at_stripe,
@@ -392,6 +393,9 @@ def test_reconcile_settles_a_payment_whose_webhook_was_lost(
     assert order_as(client, buyer, order)["status"] == "paid"
     audit = session.scalars(select(PaymentEventAudit).where(PaymentEventAudit.payment_id == payment["id"])).one()
     assert (audit.source, audit.outcome) == ("reconcile", "applied")
+    charge_id = charge_at_stripe(localstripe, payment["provider_payment_id"])
+    assert session.get(Payment, payment["id"]).charge_id == charge_id  # its sellers' transfers come from it
+    assert audit.payload["data"]["object"]["latest_charge"] == charge_id  # as Stripe sends it: not expanded
     assert "checked 0 payments" in reconcile(app, after_minutes=7)
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from nexus.jobs.outbox import OutboxJob
-from nexus.payments.models import PaymentEventAudit
+from nexus.payments.models import Payment, PaymentEventAudit
 from nexus.payouts.models import PayoutAccount
 from tests.conftest import all_at_once, eventually, wait_for_jobs
 from tests.factories import StoreFactory
@@ -29,7 +29,7 @@ from tests.payouts_helpers import (
     transfer_of,
     visit,
 )
-from tests.stripe_helpers import sign_stripe_event
+from tests.stripe_helpers import charge_at_stripe, sign_stripe_event
 
 pytestmark = pytest.mark.usefixtures("connect_webhooks")
 
@@ -142,6 +142,31 @@ def test_end_to_end_the_seller_gets_their_share_and_a_partial_refund_reverses_th
     )
     shown = payouts(client, owner, vase.store_id)
     assert (shown["pending"], shown["transferred"], shown["reversed"]) == (0, 9000, 4500)
+
+
+def test_the_sellers_share_is_transferred_from_the_buyers_charge(
+    client, owner, buyer, vase, localstripe, stripe_connect, test_engine
+):
+    account_id = onboard(client, owner, vase.store_id)
+    _, payment = delivered_order(client, buyer, owner, vase, localstripe)
+    wait_for_jobs(test_engine)
+
+    [made] = stripe_connect.transfers_to(account_id)
+    assert made["source_transaction"] == charge_at_stripe(localstripe, payment["provider_payment_id"])
+
+
+def test_an_order_paid_before_charges_were_kept_is_transferred_from_the_platforms_balance(
+    client, owner, buyer, vase, localstripe, stripe_connect, test_engine, session
+):
+    account_id = onboard(client, owner, vase.store_id)
+    order, payment = paid_order(client, buyer, vase, localstripe)
+    session.execute(update(Payment).where(Payment.id == payment["id"]).values(charge_id=None))  # as migrated
+    deliver(client, owner, order)
+    wait_for_jobs(test_engine)
+
+    [made] = stripe_connect.transfers_to(account_id)
+    assert (made["amount"], made["source_transaction"]) == (9000, None)
+    assert transfer_of(session, order).status == "paid"
 
 
 def test_a_store_that_onboards_late_receives_its_waiting_transfers(

@@ -245,11 +245,20 @@ def _transfer_group(order_id: int) -> str:
 
 
 def create_transfer(
-    *, transfer_id: int, order_id: int, store_id: int, amount: int, currency: str, destination: str
+    *,
+    transfer_id: int,
+    order_id: int,
+    store_id: int,
+    amount: int,
+    currency: str,
+    destination: str,
+    source_charge: str | None,
 ) -> dict[str, Any]:
     """Transfer a store's share of an order to its connected account (separate charges and
-    transfers: the buyer paid the platform). One key per transfer: however often this is tried,
-    Stripe makes it once."""
+    transfers: the buyer paid the platform). Made from the buyer's charge (`source_transaction`)
+    when we know it: Stripe then makes it at once, and the seller's funds become available when
+    the charge's do, instead of the platform's available balance having to cover it. One key per
+    transfer: however often this is tried, Stripe makes it once."""
     params = {
         "amount": amount,
         "currency": currency,
@@ -257,6 +266,8 @@ def create_transfer(
         "transfer_group": _transfer_group(order_id),
         "metadata": {"transfer_id": str(transfer_id), "order_id": str(order_id), "store_id": str(store_id)},
     }
+    if source_charge:
+        params["source_transaction"] = source_charge
     options = {"idempotency_key": f"nexus-transfer-{transfer_id}"}
     return _call("transfer the seller's share", lambda: _stripe().v1.transfers.create(params, options))
 

@@ -197,8 +197,15 @@ def apply_intent(intent: dict[str, Any], to: P) -> Applied:
         return Applied(EventOutcome.ANOMALY, detail, payment.id)
     payment.status = to.value
     if to is P.SUCCEEDED:
+        payment.charge_id = _charge_of(intent)
         return _settle_order(payment, OrderStatus.PAID)
     return Applied(EventOutcome.APPLIED, f"The payment is {to}.", payment.id)
+
+
+def _charge_of(intent: dict[str, Any]) -> str | None:
+    """The id of the intent's `latest_charge` (Stripe sends the id; expanded, it is the charge)."""
+    charge = intent.get("latest_charge")
+    return charge["id"] if isinstance(charge, dict) else charge
 
 
 def apply_refund_total(payment: Payment, refunded: int) -> Applied:
@@ -228,9 +235,13 @@ def apply_charge_refunded(charge: dict[str, Any]) -> Applied:
     if payment is None:
         return Applied(EventOutcome.IGNORED, "No payment has this charge's PaymentIntent.")
     if P(payment.status) in PAYABLE:
-        paid = apply_intent(
-            {"id": payment.provider_payment_id, "amount": charge["amount"], "currency": charge["currency"]}, P.SUCCEEDED
-        )
+        paid_by = {
+            "id": payment.provider_payment_id,
+            "amount": charge["amount"],
+            "currency": charge["currency"],
+            "latest_charge": charge["id"],
+        }
+        paid = apply_intent(paid_by, P.SUCCEEDED)
         if paid.outcome is EventOutcome.ANOMALY:
             return paid
     return apply_refund_total(payment, int(charge["amount_refunded"]))
@@ -304,7 +315,9 @@ def events_from_stripe(payment_id: int) -> list[dict[str, Any]]:
     Each id names the object and its state, so reading the same state twice records one event."""
     payment = db.session.get(Payment, payment_id)
     intent = gateway.retrieve_intent(payment.provider_payment_id, expand_charge=True)
-    charge = intent.pop("latest_charge", None)
+    charge = intent.get("latest_charge")
+    if isinstance(charge, dict):
+        intent["latest_charge"] = charge["id"]  # kept in the audit as Stripe sends it: unexpanded
     status = intent["status"]
     event_type = INTENT_EVENTS.get(status)
     if status == "requires_payment_method" and intent.get("last_payment_error"):

@@ -225,6 +225,13 @@ def _refunded(order_id: int) -> int:
     return db.session.scalar(select(_total(Payment.amount_refunded)).where(Payment.order_id == order_id))
 
 
+def _charge_paying(order_id: int) -> str | None:
+    """The buyer's charge that paid the order, if we know it (see `Payment.charge_id`)."""
+    return db.session.scalar(
+        select(Payment.charge_id).where(Payment.order_id == order_id, Payment.charge_id.is_not(None))
+    )
+
+
 @order_moved.connect
 def _on_order_moved(order: Order, *, after: OrderStatus, **_: Any) -> None:
     """A delivered order owes its store its share: a transfer due now, made at once by a job if
@@ -292,6 +299,7 @@ def _make(transfer: Transfer) -> str | None:
         "store_id": transfer.store_id,
         "currency": transfer.currency,
         "destination": account.stripe_account_id,
+        "source_charge": _charge_paying(transfer.order_id),
     }
     try:
         made = gateway.create_transfer(amount=transfer.amount, **details)
