@@ -54,12 +54,13 @@ def _user(email: str):
     return user
 
 
-def _delivered(buyer, product: Product, quantity: int, refunded: int, run: str) -> Order:
-    """An order placed, paid (`refunded` of it given back), shipped and then delivered through the
-    service, so its transfer falls due as in production."""
+def _delivered(stand_in: StripeConnect, buyer, product: Product, quantity: int, refunded: int, run: str) -> Order:
+    """An order placed, paid by a charge the stand-in knows (`refunded` of it given back), shipped
+    and then delivered through the service, so its transfer falls due as in production."""
     order, _ = orders.place_order(
         buyer, items=[{"product_id": product.id, "quantity": quantity}], shipping_address=harness.SHIPPING_ADDRESS
     )
+    charge = stand_in.charge(f"ch_bench_payouts_{run}_{order.id}", order.total, order.currency)
     db.session.add(
         Payment(
             order_id=order.id,
@@ -69,6 +70,7 @@ def _delivered(buyer, product: Product, quantity: int, refunded: int, run: str) 
             provider_payment_id=f"pi_bench_payouts_{run}_{order.id}",
             status="partially_refunded" if refunded else "succeeded",
             amount_refunded=refunded,
+            charge_id=charge["id"],
         )
     )
     db.session.execute(update(Order).where(Order.id == order.id).values(status=OrderStatus.SHIPPED.value))
@@ -105,7 +107,7 @@ def prepare(database_url: str, stand_in: StripeConnect, run: str) -> tuple[list[
             for _ in range(rng.randint(1, 4)):
                 quantity = rng.randint(1, 3)
                 refunded = rng.randint(1, product.price * quantity // 2) if rng.random() < 1 / 3 else 0
-                order = _delivered(buyer, product, quantity, refunded, run)
+                order = _delivered(stand_in, buyer, product, quantity, refunded, run)
                 transfer = db.session.scalar(select(Transfer).where(Transfer.order_id == order.id))
                 kept = order.total - refunded
                 expected[transfer.id] = kept - kept * FEE_BPS // 10_000

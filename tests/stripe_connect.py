@@ -10,8 +10,9 @@ stripe-python reaches it unchanged through `STRIPE_API_BASE`: it serves
     GET  /v1/accounts/{id}
     POST /v1/account_links                 a single-use onboarding link (type account_onboarding)
     POST /v1/transfers                     refused while the destination cannot receive transfers, and
-                                           from a charge (`source_transaction`) localstripe does not
-                                           have, in another currency, or already transferred in full
+                                           from a charge (`source_transaction`) the platform does not
+                                           have, in a currency other than the one the charge settled
+                                           in, or beyond what is left of its amount
     GET  /v1/transfers?transfer_group=     (finding a transfer whose answer was lost)
     GET  /v1/transfers/{id}
     POST /v1/transfers/{id}/reversals      bounded by what is left of the transfer
@@ -28,7 +29,8 @@ other parameters a 400 `idempotency_error`; as at Stripe, a request refused befo
 nothing. A `Stripe-Account` header makes the request as that connected account (its own key
 space; an account the platform does not have is a 403).
 
-Test controls: `finish_onboarding` (what the seller does on the link's page; visiting the link
+Test controls: `charge` (a charge of the platform's that transfers may be made from, for a run
+without localstripe), `finish_onboarding` (what the seller does on the link's page; visiting the link
 URL does it too and redirects to the link's return_url), `require` (Stripe asking for more),
 `account_updated` / `payout_event` / `reversed_in_dashboard` (the events Stripe would send),
 `sign` and `deliver` (Stripe's webhook signature, with the Connect endpoint's secret),
@@ -44,8 +46,8 @@ Checked against Stripe's API reference (docs.stripe.com, through the search tool
 - api/transfers/object and create (`amount`, `currency`, `destination`, `transfer_group`,
   `metadata`, `description`, `source_transaction`; `amount_reversed`, `reversed`, `reversals` as a
   list object, `destination_payment`, `balance_transaction`, `source_type`) and connect/separate-
-  charges-and-transfers (a transfer from a charge: in its currency, and the transfers from one
-  charge together at most its amount);
+  charges-and-transfers (a transfer from a charge: in the currency of the charge's balance
+  transaction, and the transfers from one charge together at most its amount);
 - api/transfer_reversals (`amount` defaults to what is left and can only reverse up to it,
   `metadata`, `refund_application_fee`; `{object: "transfer_reversal", amount, currency,
   transfer, destination_payment_refund, source_refund}`);
@@ -179,6 +181,7 @@ class StripeConnect:
         self.accounts: dict[str, dict] = {}
         self.links: dict[str, dict] = {}  # token -> the link's account, urls, expiry; popped when used
         self.transfers: dict[str, dict] = {}
+        self.charges: dict[str, dict] = {}  # the platform's charges without localstripe: see `charge`
         self.calls: Counter = Counter()  # (method, route) -> requests served
         self.webhook_url: str | None = None  # where `deliver` and a visited link send their events
         self._remembered: dict[tuple[str, str], tuple[str, int, bytes]] = {}
@@ -329,14 +332,13 @@ class StripeConnect:
         return transfer
 
     def _check_source(self, charge_id: str, amount: int, currency: str) -> None:
-        """Stripe's rules for a transfer made from a charge: the charge is the platform's (here,
-        localstripe's), in the transfer's currency, and all transferred from it stays within its amount."""
-        status, _, body = self._pass_on("GET", f"/v1/charges/{charge_id}", {"authorization": UPSTREAM_KEY}, b"")
-        if status != 200:
-            raise _missing("charge", charge_id, "source_transaction")
-        charge = json.loads(body)
-        if charge["currency"] != currency:
-            message = f"The transfer's currency ({currency}) must be its source charge's ({charge['currency']})."
+        """Stripe's rules for a transfer made from a charge: the charge is the platform's, the
+        transfer is in the currency the charge settled in (its balance transaction's), and all
+        transferred from it stays within its amount."""
+        charge = self._source_charge(charge_id)
+        settled = charge["balance_transaction"]["currency"]
+        if settled != currency:
+            message = f"The transfer's currency ({currency}) must be the one its source charge settled in ({settled})."
             raise StripeError(400, message, param="currency")
         taken = sum(t["amount"] for t in self.transfers.values() if t["source_transaction"] == charge_id)
         if taken + amount > charge["amount"]:
@@ -345,6 +347,16 @@ class StripeConnect:
                 f"Transfers from {charge_id} would exceed its amount ({taken} + {amount} > {charge['amount']}).",
                 param="amount",
             )
+
+    def _source_charge(self, charge_id: str) -> dict:
+        """A charge of the platform's, with its balance transaction: one of `charges`, else localstripe's."""
+        if charge_id in self.charges:
+            return self.charges[charge_id]
+        path = f"/v1/charges/{charge_id}?expand[]=balance_transaction"
+        status, _, body = self._pass_on("GET", path, {"authorization": UPSTREAM_KEY}, b"")
+        if status != 200:
+            raise _missing("charge", charge_id, "source_transaction")
+        return json.loads(body)
 
     def list_transfers(self, params: dict, as_account: str) -> dict:
         _known(params, {"transfer_group", "destination", "limit", "expand"})
@@ -472,6 +484,17 @@ class StripeConnect:
             connection.close()
 
     # --- test controls ------------------------------------------------------------------------
+
+    def charge(self, charge_id: str, amount: int, currency: str) -> dict:
+        """A charge the platform has, for a run without localstripe (transfers may be made from it)."""
+        self.charges[charge_id] = {
+            "id": charge_id,
+            "object": "charge",
+            "amount": amount,
+            "currency": currency,
+            "balance_transaction": {"object": "balance_transaction", "amount": amount, "currency": currency},
+        }
+        return self.charges[charge_id]
 
     def finish_onboarding(self, account_id: str) -> dict:
         """What the seller does on the onboarding page: details in, nothing due, transfers and

@@ -39,6 +39,9 @@ def sign_stripe_event(event: dict, **signing) -> tuple[bytes, str]:
     return payload, sign_stripe_payload(payload, **signing)
 
 
+CHARGE_ID = "ch_test"  # the charge of the payments these events speak of
+
+
 def _event(event_type: str, data: dict, event_id: str | None) -> dict:
     return {
         "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
@@ -63,7 +66,8 @@ def _payment_fields(payment: Payment | dict) -> dict:
 def intent_event(
     payment: Payment | dict, status: str, *, event_type: str | None = None, event_id: str | None = None, **changes
 ) -> dict:
-    """A `payment_intent.*` event as Stripe would send it (`changes` go into the intent)."""
+    """A `payment_intent.*` event as Stripe would send it (`changes` go into the intent): a
+    succeeded one names its charge, `ch_test`, by id (`refund_event`'s charge)."""
     fields = _payment_fields(payment)
     intent = {
         "id": fields["provider_payment_id"],
@@ -71,6 +75,7 @@ def intent_event(
         "amount": fields["amount"],
         "currency": fields["currency"],
         "status": status,
+        "latest_charge": CHARGE_ID if status == "succeeded" else None,
         "metadata": {"payment_id": str(fields["id"])},
         **changes,
     }
@@ -82,7 +87,7 @@ def refund_event(payment: Payment | dict, refunded: int, *, event_id: str | None
     """A `charge.refunded` event: `refunded` of the payment's charge refunded so far."""
     fields = _payment_fields(payment)
     charge = {
-        "id": "ch_test",
+        "id": CHARGE_ID,
         "object": "charge",
         "payment_intent": fields["provider_payment_id"],
         "amount": fields["amount"],

@@ -13,6 +13,7 @@ from nexus.stores.models import Product
 from tests.conftest import all_at_once, app_environ
 from tests.factories import PaymentFactory
 from tests.stripe_helpers import (
+    CHARGE_ID,
     WEBHOOK,
     deliver,
     ignored_event,
@@ -113,6 +114,7 @@ def test_payment_succeeded_pays_the_order(client, buyer, payment, order, session
     assert response.status_code == 200
     assert response.get_json() == {"received": True, "duplicate": False, "outcome": "applied"}
     assert state(session, payment, order) == ("succeeded", "paid")
+    assert session.scalar(select(Payment.charge_id).where(Payment.id == payment.id)) == CHARGE_ID  # sellers' source
     seen = client.get(f"/api/v1/orders/{order['id']}", headers=buyer.headers).get_json()
     assert (seen["status"], seen["payment_status"]) == ("paid", "succeeded")
     assert seen["paid_at"] is not None
@@ -279,6 +281,7 @@ def test_the_same_refund_reported_twice_counts_once(client, payment, order, sess
 def test_a_refund_that_arrives_before_the_success_settles_both(client, payment, order, teapot, session):
     assert deliver(client, refund_event(payment, 3000)).get_json()["outcome"] == "applied"
     assert state(session, payment, order) == ("refunded", "refunded")
+    assert session.scalar(select(Payment.charge_id).where(Payment.id == payment.id)) == CHARGE_ID
     assert session.scalar(select(Product.available).where(Product.id == teapot.id)) == 4
 
     assert deliver(client, intent_event(payment, "succeeded")).get_json()["outcome"] == "ignored"

@@ -155,7 +155,7 @@ def test_the_sellers_share_is_transferred_from_the_buyers_charge(
     assert made["source_transaction"] == charge_at_stripe(localstripe, payment["provider_payment_id"])
 
 
-def test_an_order_paid_before_charges_were_kept_is_transferred_from_the_platforms_balance(
+def test_an_order_paid_before_charges_were_kept_is_transferred_from_its_charge_read_from_stripe(
     client, owner, buyer, vase, localstripe, stripe_connect, test_engine, session
 ):
     account_id = onboard(client, owner, vase.store_id)
@@ -165,7 +165,8 @@ def test_an_order_paid_before_charges_were_kept_is_transferred_from_the_platform
     wait_for_jobs(test_engine)
 
     [made] = stripe_connect.transfers_to(account_id)
-    assert (made["amount"], made["source_transaction"]) == (9000, None)
+    charge_id = charge_at_stripe(localstripe, payment["provider_payment_id"])
+    assert (made["amount"], made["source_transaction"]) == (9000, charge_id)
     assert transfer_of(session, order).status == "paid"
 
 

@@ -1,7 +1,7 @@
 """payments charge_id: the charge that paid a payment, the source of its sellers' transfers
 
-Payments settled before keep null (only Stripe knows their charges): their transfers are made
-from the platform's balance, as before.
+Payments settled before keep null (only Stripe knows their charges): a transfer for one reads
+its charge from Stripe when it is made.
 
 Revision ID: 81faf2d4d102
 Revises: 98ec2713a300

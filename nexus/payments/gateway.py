@@ -255,10 +255,11 @@ def create_transfer(
     source_charge: str | None,
 ) -> dict[str, Any]:
     """Transfer a store's share of an order to its connected account (separate charges and
-    transfers: the buyer paid the platform). Made from the buyer's charge (`source_transaction`)
-    when we know it: Stripe then makes it at once, and the seller's funds become available when
-    the charge's do, instead of the platform's available balance having to cover it. One key per
-    transfer: however often this is tried, Stripe makes it once."""
+    transfers: the buyer paid the platform), from the buyer's charge (`source_transaction`):
+    while the charge's funds are still pending Stripe makes the transfer all the same and the
+    seller's funds become available when the charge's do; without it the platform's available
+    balance must cover the transfer when it is made. One key per transfer: however often this is
+    tried, Stripe makes it once."""
     params = {
         "amount": amount,
         "currency": currency,

@@ -64,8 +64,8 @@ class Payment(Timestamps, db.Model):
     status: Mapped[str] = mapped_column(String(24), nullable=False, default=PaymentStatus.PENDING.value)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     # The charge that paid it (the intent's `latest_charge` when it succeeded): sellers' transfers
-    # are made from it (`source_transaction`), so they never wait for the platform's balance.
-    # Null until paid, and for payments settled before it was kept.
+    # are made from it (`source_transaction`). Null until paid, and for payments settled before it
+    # was kept (their transfers read it from Stripe: `service.charge_paying`).
     charge_id: Mapped[str | None] = mapped_column(String(255))
 
 

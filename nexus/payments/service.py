@@ -42,6 +42,7 @@ PAYMENT_MOVES: dict[P, set[P]] = {
     P.PARTIALLY_REFUNDED: {P.PARTIALLY_REFUNDED, P.REFUNDED},
 }
 REFUNDABLE = (P.SUCCEEDED, P.PARTIALLY_REFUNDED)
+PAID = (*REFUNDABLE, P.REFUNDED)  # the buyer's charge went through
 # `refund_recorded.send(payment, amount=int)` each time more of a payment is refunded (`amount`
 # is what this refund added; `payment.amount_refunded` the new total), in its transaction.
 refund_recorded = Namespace().signal("refund-recorded")
@@ -206,6 +207,23 @@ def _charge_of(intent: dict[str, Any]) -> str | None:
     """The id of the intent's `latest_charge` (Stripe sends the id; expanded, it is the charge)."""
     charge = intent.get("latest_charge")
     return charge["id"] if isinstance(charge, dict) else charge
+
+
+def charge_paying(order_id: int) -> str | None:
+    """The charge that paid the order (None if none of its payments succeeded). A payment settled
+    before charges were kept has its charge read from Stripe, not stored: the caller (a transfer
+    job) holds its transfer's row, and a payment's row is locked by webhooks that lock transfers
+    after it."""
+    statement = (
+        select(Payment.charge_id, Payment.provider_payment_id)
+        .where(Payment.order_id == order_id, Payment.status.in_([status.value for status in PAID]))
+        .order_by(Payment.id.desc())
+        .limit(1)
+    )
+    paid = db.session.execute(statement).first()
+    if paid is None:
+        return None
+    return paid.charge_id or _charge_of(gateway.retrieve_intent(paid.provider_payment_id))
 
 
 def apply_refund_total(payment: Payment, refunded: int) -> Applied:

@@ -33,7 +33,7 @@ from nexus.orders.service import order_moved
 from nexus.pagination import page_of_rows
 from nexus.payments import gateway
 from nexus.payments.models import Payment
-from nexus.payments.service import refund_recorded
+from nexus.payments.service import charge_paying, refund_recorded
 from nexus.payouts.models import MADE, PayoutAccount, Transfer
 from nexus.payouts.models import TransferStatus as T
 from nexus.stores.service import get_store_for
@@ -225,13 +225,6 @@ def _refunded(order_id: int) -> int:
     return db.session.scalar(select(_total(Payment.amount_refunded)).where(Payment.order_id == order_id))
 
 
-def _charge_paying(order_id: int) -> str | None:
-    """The buyer's charge that paid the order, if we know it (see `Payment.charge_id`)."""
-    return db.session.scalar(
-        select(Payment.charge_id).where(Payment.order_id == order_id, Payment.charge_id.is_not(None))
-    )
-
-
 @order_moved.connect
 def _on_order_moved(order: Order, *, after: OrderStatus, **_: Any) -> None:
     """A delivered order owes its store its share: a transfer due now, made at once by a job if
@@ -299,7 +292,7 @@ def _make(transfer: Transfer) -> str | None:
         "store_id": transfer.store_id,
         "currency": transfer.currency,
         "destination": account.stripe_account_id,
-        "source_charge": _charge_paying(transfer.order_id),
+        "source_charge": charge_paying(transfer.order_id),
     }
     try:
         made = gateway.create_transfer(amount=transfer.amount, **details)
