@@ -334,8 +334,7 @@ def events_from_stripe(payment_id: int) -> list[dict[str, Any]]:
     payment = db.session.get(Payment, payment_id)
     intent = gateway.retrieve_intent(payment.provider_payment_id, expand_charge=True)
     charge = intent.get("latest_charge")
-    if isinstance(charge, dict):
-        intent["latest_charge"] = charge["id"]  # kept in the audit as Stripe sends it: unexpanded
+    intent["latest_charge"] = _charge_of(intent)  # kept in the audit as Stripe sends it: unexpanded
     status = intent["status"]
     event_type = INTENT_EVENTS.get(status)
     if status == "requires_payment_method" and intent.get("last_payment_error"):
