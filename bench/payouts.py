@@ -60,14 +60,17 @@ def _delivered(stand_in: StripeConnect, buyer, product: Product, quantity: int, 
     order, _ = orders.place_order(
         buyer, items=[{"product_id": product.id, "quantity": quantity}], shipping_address=harness.SHIPPING_ADDRESS
     )
-    charge = stand_in.charge(f"ch_bench_payouts_{run}_{order.id}", order.total, order.currency)
+    intent = f"pi_bench_payouts_{run}_{order.id}"
+    charge = stand_in.charge(
+        f"ch_bench_payouts_{run}_{order.id}", order.total, order.currency, intent_id=intent, refunded=refunded
+    )
     db.session.add(
         Payment(
             order_id=order.id,
             user_id=buyer.id,
             amount=order.total,
             currency=order.currency,
-            provider_payment_id=f"pi_bench_payouts_{run}_{order.id}",
+            provider_payment_id=intent,
             status="partially_refunded" if refunded else "succeeded",
             amount_refunded=refunded,
             charge_id=charge["id"],

@@ -40,7 +40,7 @@ from nexus.database import utcnow
 from nexus.extensions import db, limiter, mail
 from nexus.stores.models import Product
 from nexus.users.models import User
-from tests import factories
+from tests import factories, stripe_gate
 from tests.stripe_connect import StripeConnect
 from tests.stripe_helpers import STRIPE_CONNECT_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET, register_webhook
 
@@ -205,9 +205,10 @@ def eventually(check: Callable, seconds: float = 10.0):
 
 
 @pytest.fixture(scope="session")
-def localstripe() -> Iterator[str]:
+def localstripe_process() -> Iterator[str]:
     """localstripe (a Stripe API stand-in, from PyPI) run as its own process, through its own
-    command: it is GPL-licensed, so it is run, never imported."""
+    command: it is GPL-licensed, so it is run, never imported. Tests reach it only through the
+    gate (`localstripe`)."""
     port = free_port()
     command = [str(Path(sys.executable).parent / "localstripe"), "--port", str(port), "--from-scratch"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -221,19 +222,33 @@ def localstripe() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stripe_connect(localstripe: str) -> Iterator[StripeConnect]:
-    """Stripe Connect's stand-in (tests/stripe_connect.py): the Connect endpoints Nexus calls,
-    every other request passed on to localstripe, so the app's one STRIPE_API_BASE serves both."""
-    stand_in = StripeConnect(webhook_secret=STRIPE_CONNECT_WEBHOOK_SECRET, upstream=localstripe)
+def stripe_connect(localstripe_process: str) -> Iterator[StripeConnect]:
+    """The tests' Stripe (tests/stripe_connect.py): every request checked against the API version
+    the pinned stripe-python speaks, the Connect endpoints Nexus calls served there, and every
+    other request passed on to localstripe, so the app's one STRIPE_API_BASE serves both."""
+    stand_in = StripeConnect(webhook_secret=STRIPE_CONNECT_WEBHOOK_SECRET, upstream=localstripe_process)
     yield stand_in
     stand_in.close()
 
 
+@pytest.fixture(scope="session")
+def localstripe(stripe_connect: StripeConnect) -> str:
+    """Where the tests drive localstripe as Stripe.js or Stripe's dashboard would: through the
+    gate, like the app."""
+    return stripe_connect.url
+
+
 @pytest.fixture(autouse=True)
-def fresh_idempotency_keys(stripe_connect: StripeConnect) -> None:
-    """Each test's empty database hands out the same ids again, so the keys made from them start
-    unknown to "Stripe", as a day later they would be."""
+def stripe_speaks_the_pinned_version(stripe_connect: StripeConnect) -> Iterator[None]:
+    """Each test starts with idempotency keys unknown to "Stripe" (its empty database hands out the
+    same ids again, as a day later Stripe would have forgotten them), and fails if any request it
+    caused was one the pinned Stripe API version refuses (a test that expects a refusal takes it
+    from `stripe_connect.refused()`)."""
     stripe_connect.forget_idempotency_keys()
+    stripe_connect.refused()
+    yield
+    refused = stripe_connect.refused()
+    assert not refused, f"requests the pinned Stripe API version ({stripe_gate.API_VERSION}) refuses: {refused}"
 
 
 FRONTEND_URL = "https://shop.example.com"

@@ -60,12 +60,15 @@ Not modelled: balances (a transfer never fails for insufficient funds), payouts 
 their events), and anything Nexus does not call.
 """
 
+import argparse
 import hashlib
 import hmac
 import http.client
 import json
 import re
 import secrets
+import signal
+import sys
 import threading
 import time
 import urllib.parse
@@ -73,6 +76,8 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests import stripe_gate
 
 PLATFORM = "platform"  # the key space of requests made as the platform itself
 LINK_SECONDS = 300  # Stripe's account links expire 5 minutes after they are created
@@ -162,10 +167,62 @@ def _metadata(params: dict[str, Any]) -> dict[str, str]:
     return metadata
 
 
-def _known(params: dict[str, Any], allowed: set[str]) -> None:
+class NotModelled(StripeError):
+    """A parameter the pinned API takes and this stand-in does not model: refused (and recorded
+    with the gate's refusals), so no test passes on a request whose effect nothing here shows."""
+
+
+def _known(params: dict[str, Any], modelled: set[str]) -> None:
     for name in params:
-        if name not in allowed:
-            raise StripeError(400, f"Received unknown parameter: {name}", param=name, code="parameter_unknown")
+        if name not in modelled:
+            raise NotModelled(400, f"The stand-in does not model the parameter {name}.", param=name)
+
+
+def _page(items: list[dict], params: dict[str, Any], url: str) -> dict:
+    """A page of a list, newest first, as Stripe pages them: `limit` (10) after `starting_after`."""
+    limit = _integer(params, "limit", required=False) or 10
+    after = params.get("starting_after")
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise _missing("object", after, "starting_after")
+        items = items[ids.index(after) + 1 :]
+    return {"object": "list", "data": items[:limit], "has_more": len(items) > limit, "url": url}
+
+
+def _events(params: dict[str, Any], *, required: bool) -> list[str]:
+    events = params.get("enabled_events")
+    if events is None and required:
+        raise StripeError(
+            400, "Missing required param: enabled_events.", param="enabled_events", code="parameter_missing"
+        )
+    return list(events or [])
+
+
+def _url(params: dict[str, Any], name: str) -> str:
+    url = _text(params, name)
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise StripeError(400, f"Not a valid URL: {url}", param=name, code="url_invalid")
+    return url
+
+
+def _without_connect(endpoint: dict) -> dict:
+    """A webhook endpoint as Stripe shows it: whether it takes connected accounts' events is
+    kept here for the tests, not in Stripe's object (nor, after its creation, the secret)."""
+    return {key: value for key, value in endpoint.items() if key != "connect"}
+
+
+# Parameters localstripe knows by the names of its older API: renamed on their way to it.
+TRANSLATED = {
+    name: {"allowed_payment_method_types": "payment_method_types"}
+    for name in ("payment_intents.create", "payment_intents.update", "payment_intents.confirm")
+}
+
+
+def _renamed(key: str, names: dict[str, str]) -> str:
+    """`allowed_payment_method_types[0]` as `payment_method_types[0]`, for `names` of that mapping."""
+    head, bracket, rest = key.partition("[")
+    return names.get(head, head) + bracket + rest
 
 
 def _id(prefix: str) -> str:
@@ -175,19 +232,24 @@ def _id(prefix: str) -> str:
 class StripeConnect:
     """The stand-in, serving on 127.0.0.1 from a thread of its own; `url` is its base address."""
 
-    def __init__(self, *, webhook_secret: str, upstream: str | None = None) -> None:
+    def __init__(self, *, webhook_secret: str, upstream: str | None = None, port: int = 0) -> None:
         self.webhook_secret = webhook_secret
         self.upstream = urllib.parse.urlsplit(upstream) if upstream else None
         self.accounts: dict[str, dict] = {}
         self.links: dict[str, dict] = {}  # token -> the link's account, urls, expiry; popped when used
         self.transfers: dict[str, dict] = {}
         self.charges: dict[str, dict] = {}  # the platform's charges without localstripe: see `charge`
-        self.calls: Counter = Counter()  # (method, route) -> requests served
+        self.intents: dict[str, dict] = {}  # and the intents they paid
+        self.webhook_endpoints: dict[str, dict] = {}
+        self.calls: Counter = Counter()  # (method, operation) -> requests that passed the gate
+        self.received: list[tuple[str, dict]] = []  # (operation, its parameters) of each of them
         self.webhook_url: str | None = None  # where `deliver` and a visited link send their events
+        self.refusals: list[dict] = []  # what the gate refused (see `refused`)
         self._remembered: dict[tuple[str, str], tuple[str, int, bytes]] = {}
+        self._in_flight: set[tuple[str, str]] = set()
         self._lost: Counter = Counter()
         self._lock = threading.RLock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, name="stripe-connect", daemon=True).start()
@@ -198,17 +260,23 @@ class StripeConnect:
 
     # --- the API --------------------------------------------------------------------------
 
-    def routes(self) -> list[tuple[str, str, str, Callable]]:
-        """(method, pattern, route name, handler): the endpoints served here."""
-        return [
-            ("POST", r"/v1/accounts", "accounts.create", self.create_account),
-            ("GET", r"/v1/accounts/(?P<id>[^/]+)", "accounts.retrieve", self.retrieve_account),
-            ("POST", r"/v1/account_links", "account_links.create", self.create_account_link),
-            ("POST", r"/v1/transfers", "transfers.create", self.create_transfer),
-            ("GET", r"/v1/transfers", "transfers.list", self.list_transfers),
-            ("GET", r"/v1/transfers/(?P<id>[^/]+)", "transfers.retrieve", self.retrieve_transfer),
-            ("POST", r"/v1/transfers/(?P<id>[^/]+)/reversals", "transfer_reversals.create", self.create_reversal),
-        ]
+    def routes(self) -> dict[str, Callable]:
+        """The operations served here (named as stripe_gate names them), each called with the
+        request's parameters, the account it is made as, and the ids in its path."""
+        return {
+            "accounts.create": self.create_account,
+            "accounts.retrieve": self.retrieve_account,
+            "account_links.create": self.create_account_link,
+            "transfers.create": self.create_transfer,
+            "transfers.list": self.list_transfers,
+            "transfers.retrieve": self.retrieve_transfer,
+            "payment_intents.retrieve": self.retrieve_payment_intent,
+            "transfer_reversals.create": self.create_reversal,
+            "transfer_reversals.list": self.list_reversals,
+            "webhook_endpoints.create": self.create_webhook_endpoint,
+            "webhook_endpoints.list": self.list_webhook_endpoints,
+            "webhook_endpoints.update": self.update_webhook_endpoint,
+        }
 
     def create_account(self, params: dict, as_account: str) -> dict:
         _known(params, {"type", "country", "email", "capabilities", "business_profile", "metadata", "expand"})
@@ -254,6 +322,16 @@ class StripeConnect:
             raise _missing("account", id)
         return self.accounts[id]
 
+    def retrieve_payment_intent(self, params: dict, as_account: str, id: str) -> dict | None:
+        """An intent that paid one of `charges` (the `charge` control); any other is upstream's."""
+        intent = self.intents.get(id)
+        if intent is None:
+            return None
+        _known(params, {"expand"})
+        expanded = "latest_charge" in (params.get("expand") or [])
+        charge = self.charges[intent["latest_charge"]]
+        return {**intent, "latest_charge": charge if expanded else charge["id"]}
+
     def create_account_link(self, params: dict, as_account: str) -> dict:
         _known(params, {"account", "type", "refresh_url", "return_url", "collect", "expand"})
         account_id = _text(params, "account")
@@ -262,8 +340,7 @@ class StripeConnect:
         if _text(params, "type") not in ("account_onboarding", "account_update"):
             raise StripeError(400, "Invalid type: must be one of account_onboarding or account_update", param="type")
         for name in ("refresh_url", "return_url"):
-            if urllib.parse.urlsplit(_text(params, name)).scheme not in ("http", "https"):
-                raise StripeError(400, f"Not a valid URL: {params[name]}", param=name, code="url_invalid")
+            _url(params, name)
         now, token = int(time.time()), secrets.token_urlsafe(12)
         self.links[token] = {**params, "expires_at": now + LINK_SECONDS}
         url = f"{self.url}/_connect/setup/{account_id}/{token}"
@@ -359,14 +436,13 @@ class StripeConnect:
         return json.loads(body)
 
     def list_transfers(self, params: dict, as_account: str) -> dict:
-        _known(params, {"transfer_group", "destination", "limit", "expand"})
-        limit = _integer(params, "limit", required=False) or 10
+        _known(params, {"transfer_group", "destination", "limit", "starting_after", "expand"})
         found = [
             transfer
             for transfer in reversed(list(self.transfers.values()))  # newest first
             if all(transfer[name] == params[name] for name in ("transfer_group", "destination") if name in params)
         ]
-        return {"object": "list", "data": found[:limit], "has_more": len(found) > limit, "url": "/v1/transfers"}
+        return _page(found, params, "/v1/transfers")
 
     def retrieve_transfer(self, params: dict, as_account: str, id: str) -> dict:
         _known(params, {"expand"})
@@ -408,50 +484,149 @@ class StripeConnect:
         transfer["reversals"]["total_count"] += 1
         return reversal
 
+    def list_reversals(self, params: dict, as_account: str, id: str) -> dict:
+        _known(params, {"limit", "starting_after", "expand"})
+        if id not in self.transfers:
+            raise _missing("transfer", id)
+        return _page(self.transfers[id]["reversals"]["data"], params, f"/v1/transfers/{id}/reversals")
+
+    def create_webhook_endpoint(self, params: dict, as_account: str) -> dict:
+        _known(params, {"url", "enabled_events", "api_version", "connect", "description", "metadata"})
+        endpoint = {
+            "id": _id("we"),
+            "object": "webhook_endpoint",
+            "api_version": _text(params, "api_version", required=False),
+            "application": None,
+            "created": int(time.time()),
+            "description": _text(params, "description", required=False),
+            "enabled_events": _events(params, required=True),
+            "livemode": False,
+            "metadata": _metadata(params),
+            "status": "enabled",
+            "url": _url(params, "url"),
+        }
+        self.webhook_endpoints[endpoint["id"]] = {**endpoint, "connect": params.get("connect") == "true"}
+        return {**endpoint, "secret": f"whsec_{secrets.token_urlsafe(24)}"}  # shown this once
+
+    def list_webhook_endpoints(self, params: dict, as_account: str) -> dict:
+        _known(params, {"limit", "starting_after"})
+        found = [_without_connect(endpoint) for endpoint in reversed(list(self.webhook_endpoints.values()))]
+        return _page(found, params, "/v1/webhook_endpoints")
+
+    def update_webhook_endpoint(self, params: dict, as_account: str, id: str) -> dict:
+        _known(params, {"url", "enabled_events", "description", "disabled", "metadata"})
+        endpoint = self.webhook_endpoints.get(id)
+        if endpoint is None:
+            raise _missing("webhook endpoint", id)
+        if "enabled_events" in params:
+            endpoint["enabled_events"] = _events(params, required=False)
+        if "url" in params:
+            endpoint["url"] = _url(params, "url")
+        if "disabled" in params:
+            endpoint["status"] = "disabled" if params["disabled"] == "true" else "enabled"
+        endpoint["metadata"].update(_metadata(params))
+        return _without_connect(endpoint)
+
     # --- serving a request ------------------------------------------------------------------
 
-    def answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
-        """(status, headers, body) for one request: served here, or by `upstream`."""
+    def answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes, str]:
+        """(status, headers, body, the operation's name) for one request: through the gate, then
+        served here, or by `upstream`. Test controls (a path segment starting with `_`, such as
+        localstripe's `/_config/...` and the onboarding page) pass unchecked."""
         split = urllib.parse.urlsplit(target)
-        for route_method, pattern, name, handler in self.routes():
-            match = re.fullmatch(pattern, split.path)
-            if match and route_method == method:
-                return self._serve(name, handler, match.groupdict(), method, split, headers, body)
-        if split.path.startswith("/_connect/setup/"):
-            return self._visit_link(split.path)
-        return self._pass_on(method, target, headers, body)
+        if any(segment.startswith("_") for segment in split.path.split("/")):
+            if split.path.startswith("/_connect/setup/"):
+                return (*self._visit_link(split.path), "control")
+            return (*self._pass_on(method, target, headers, body), "control")
+        op = stripe_gate.operation(method, split.path)
+        name = op.name if op else f"{method} {split.path}"
+        try:
+            if not headers.get("authorization", "").startswith("Bearer sk_"):
+                raise StripeError(401, "You did not provide an API key.")
+            pairs = urllib.parse.parse_qsl(body.decode() if method == "POST" else split.query, keep_blank_values=True)
+            params = decode_form(pairs)
+            self._gate(op, method, split.path, headers, params)
+            as_account = headers.get("stripe-account") or PLATFORM
+            key = headers.get("idempotency-key") if method == "POST" else None
+            fingerprint = json.dumps([method, split.path, sorted(pairs)])
+            with self._lock:
+                self.calls[(method, op.name)] += 1
+                self.received.append((op.name, params))
+            handler = self.routes().get(op.name)
 
-    def _serve(self, name, handler, ids, method, split, headers, body) -> tuple[int, dict, bytes]:
+            def serve() -> tuple[int, dict, bytes]:
+                served = self._serve(op, handler, split.path, params, as_account) if handler else None
+                return served or self._pass_on(method, target, headers, body, translate=TRANSLATED.get(op.name))
+
+            return (*self._idempotently(as_account, key, fingerprint, serve), name)
+        except StripeError as error:
+            if isinstance(error, NotModelled):
+                with self._lock:
+                    self.refusals.append({"method": method, "path": split.path, **error.body["error"]})
+            return error.status, {}, json.dumps(error.body).encode(), name
+
+    def _gate(self, op, method: str, path: str, headers: dict[str, str], params: dict) -> None:
+        """Refuse, as Stripe would and recorded in `refusals`, what the pinned API version refuses."""
+        if op is None:
+            refusal = StripeError(404, f"Unrecognized request URL ({method}: {path}).")
+        elif headers.get("stripe-version") != stripe_gate.API_VERSION:
+            version = headers.get("stripe-version")
+            refusal = StripeError(400, f"Requests here speak Stripe-Version {stripe_gate.API_VERSION}, not {version}.")
+        elif (found := stripe_gate.refusal(params, op)) is not None:
+            refusal = StripeError(400, found.message, param=found.param, code=found.code)
+        else:
+            return
         with self._lock:
-            self.calls[(method, name)] += 1
-            try:
-                if not headers.get("authorization", "").startswith("Bearer sk_"):
-                    raise StripeError(401, "You did not provide an API key.")
-                as_account = headers.get("stripe-account") or PLATFORM
-                if as_account != PLATFORM and as_account not in self.accounts:
-                    no_access = f"The provided key has no access to account '{as_account}' (or it does not exist)."
-                    raise StripeError(403, no_access, code="account_invalid")
-                form = body.decode() if method == "POST" else split.query
-                pairs = urllib.parse.parse_qsl(form, keep_blank_values=True)
-                key = headers.get("idempotency-key") if method == "POST" else None
-                fingerprint = json.dumps([method, split.path, sorted(pairs)])
-                remembered = self._remembered.get((as_account, key)) if key else None
-                if remembered is not None:
-                    if remembered[0] != fingerprint:
-                        raise StripeError(
-                            400,
-                            "Keys for idempotent requests can only be used with the same parameters they were "
-                            f"first used with. Try using a key other than '{key}' if you meant to execute a "
-                            "different request.",
-                            kind="idempotency_error",
-                        )
-                    return remembered[1], {"Idempotent-Replayed": "true"}, remembered[2]
-                answer = json.dumps(handler(decode_form(pairs), as_account, **ids)).encode()
-                if key:
-                    self._remembered[(as_account, key)] = (fingerprint, 200, answer)
-                return 200, {}, answer
-            except StripeError as error:
-                return error.status, {}, json.dumps(error.body).encode()
+            self.refusals.append({"method": method, "path": path, **refusal.body["error"]})
+        raise refusal
+
+    def _idempotently(
+        self, as_account: str, key: str | None, fingerprint: str, serve: Callable
+    ) -> tuple[int, dict, bytes]:
+        """`serve()`, or, for a key seen before (per account, until forgotten), the first answer
+        again (`Idempotent-Replayed: true`); with other parameters a 400 `idempotency_error`, and
+        while the first is still being served a 409. As at Stripe, only an answer the endpoint
+        gave is kept: a request refused before it ran saves nothing."""
+        if not key:
+            return serve()
+        with self._lock:
+            remembered = self._remembered.get((as_account, key))
+            if remembered is not None:
+                if remembered[0] != fingerprint:
+                    raise StripeError(
+                        400,
+                        "Keys for idempotent requests can only be used with the same parameters they were first "
+                        f"used with. Try using a key other than '{key}' if you meant to execute a different request.",
+                        kind="idempotency_error",
+                    )
+                return remembered[1], {"Idempotent-Replayed": "true"}, remembered[2]
+            if (as_account, key) in self._in_flight:
+                raise StripeError(
+                    409,
+                    "There is currently another in-progress request using this Idempotent Key (that probably means "
+                    "you submitted twice, and the other request is still going through): " + key,
+                    kind="idempotency_error",
+                    code="idempotency_key_in_use",
+                )
+            self._in_flight.add((as_account, key))
+        try:
+            status, headers, answer = serve()
+            if status < 300:
+                with self._lock:
+                    self._remembered[(as_account, key)] = (fingerprint, status, answer)
+            return status, headers, answer
+        finally:
+            with self._lock:
+                self._in_flight.discard((as_account, key))
+
+    def _serve(self, op, handler: Callable, path: str, params: dict, as_account: str) -> tuple[int, dict, bytes] | None:
+        """The handler's answer; None when the handler leaves the request to `upstream`."""
+        with self._lock:
+            if as_account != PLATFORM and as_account not in self.accounts:
+                no_access = f"The provided key has no access to account '{as_account}' (or it does not exist)."
+                raise StripeError(403, no_access, code="account_invalid")
+            answer = handler(params, as_account, *op.pattern.fullmatch(path).groups())
+            return None if answer is None else (200, {}, json.dumps(answer).encode())
 
     def _visit_link(self, path: str) -> tuple[int, dict, bytes]:
         """The seller's browser on the link: it finishes onboarding and goes back to the return_url
@@ -469,10 +644,17 @@ class StripeConnect:
             self.deliver(self.account_updated(link["account"]))
         return 302, {"Location": link["return_url"]}, b""
 
-    def _pass_on(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
+    def _pass_on(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, *, translate: dict[str, str] | None = None
+    ) -> tuple[int, dict, bytes]:
+        """The request as `upstream` (localstripe) answers it; `translate` renames parameters it
+        knows by an older name (`allowed_payment_method_types` -> `payment_method_types`)."""
         if self.upstream is None:
             message = f"Unrecognized request URL ({method}: {urllib.parse.urlsplit(target).path})."
             return 404, {}, json.dumps({"error": {"type": "invalid_request_error", "message": message}}).encode()
+        if translate and method == "POST":
+            pairs = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True)
+            body = urllib.parse.urlencode([(_renamed(key, translate), value) for key, value in pairs]).encode()
         connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
         try:
             sent = {k: v for k, v in headers.items() if k not in HOP_BY_HOP and k not in ("host", "content-length")}
@@ -485,16 +667,35 @@ class StripeConnect:
 
     # --- test controls ------------------------------------------------------------------------
 
-    def charge(self, charge_id: str, amount: int, currency: str) -> dict:
-        """A charge the platform has, for a run without localstripe (transfers may be made from it)."""
-        self.charges[charge_id] = {
-            "id": charge_id,
-            "object": "charge",
-            "amount": amount,
-            "currency": currency,
-            "balance_transaction": {"object": "balance_transaction", "amount": amount, "currency": currency},
-        }
-        return self.charges[charge_id]
+    def charge(
+        self, charge_id: str, amount: int, currency: str, *, intent_id: str | None = None, refunded: int = 0,
+        disputed: bool = False,
+    ) -> dict:  # fmt: skip
+        """A charge the platform has, for a run without localstripe (transfers may be made from it),
+        and, with `intent_id`, the succeeded PaymentIntent it paid (read back before a transfer)."""
+        with self._lock:
+            self.charges[charge_id] = {
+                "id": charge_id,
+                "object": "charge",
+                "amount": amount,
+                "amount_refunded": refunded,
+                "currency": currency,
+                "disputed": disputed,
+                "payment_intent": intent_id,
+                "refunded": refunded == amount,
+                "balance_transaction": {"object": "balance_transaction", "amount": amount, "currency": currency},
+            }
+            if intent_id is not None:
+                self.intents[intent_id] = {
+                    "id": intent_id,
+                    "object": "payment_intent",
+                    "amount": amount,
+                    "currency": currency,
+                    "latest_charge": charge_id,
+                    "metadata": {},
+                    "status": "succeeded",
+                }
+            return self.charges[charge_id]
 
     def finish_onboarding(self, account_id: str) -> dict:
         """What the seller does on the onboarding page: details in, nothing due, transfers and
@@ -524,7 +725,7 @@ class StripeConnect:
         event = {
             "id": _id("evt"),
             "object": "event",
-            "api_version": "2026-10-28.endive",
+            "api_version": stripe_gate.API_VERSION,
             "created": int(time.time()),
             "data": {"object": json.loads(json.dumps(data)), **extra},
             "livemode": False,
@@ -603,17 +804,24 @@ class StripeConnect:
         with self._lock:
             self._lost.clear()
 
-    def _answer_lost(self, method: str, path: str) -> bool:
+    def _answer_lost(self, route: str) -> bool:
         with self._lock:
-            for route_method, pattern, name, _ in self.routes():
-                if route_method == method and re.fullmatch(pattern, path) and self._lost[name] > 0:
-                    self._lost[name] -= 1
-                    return True
+            if self._lost[route] > 0:
+                self._lost[route] -= 1
+                return True
         return False
 
     def transfers_to(self, account_id: str) -> list[dict]:
         with self._lock:
             return [dict(t) for t in self.transfers.values() if t["destination"] == account_id]
+
+    def refused(self) -> list[dict]:
+        """What the gate refused since the last call (each a Stripe error with the method and path),
+        forgotten as it is read: a test that expects a refusal takes it, and every test ends with
+        none left (conftest)."""
+        with self._lock:
+            refused, self.refusals = self.refusals, []
+            return refused
 
     def forget_idempotency_keys(self) -> None:
         """As if 24 hours had passed: Stripe prunes keys after a day (each test starts afresh,
@@ -629,8 +837,8 @@ def _handler_for(stand_in: StripeConnect) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {key.lower(): value for key, value in self.headers.items()}
-            status, extra, answer = stand_in.answer(self.command, self.path, headers, body)
-            if stand_in._answer_lost(self.command, urllib.parse.urlsplit(self.path).path):
+            status, extra, answer, route = stand_in.answer(self.command, self.path, headers, body)
+            if stand_in._answer_lost(route):
                 self.close_connection = True  # done, and never told
                 return
             self.send_response(status)
@@ -650,3 +858,32 @@ def _handler_for(stand_in: StripeConnect) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def main() -> None:
+    """`make dev`'s Stripe: this stand-in on a port, in front of localstripe, so that development
+    meets the gate and the Connect endpoints the tests meet. Refusals are also written to stderr."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="localstripe's base URL")
+    parser.add_argument("--connect-webhook-url", help="where the Connect endpoint's events go")
+    parser.add_argument("--connect-webhook-secret", required=True)
+    args = parser.parse_args()
+    stand_in = StripeConnect(webhook_secret=args.connect_webhook_secret, upstream=args.upstream, port=args.port)
+    stand_in.webhook_url = args.connect_webhook_url
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    print(f"Stripe stand-in on {stand_in.url}, in front of {args.upstream}", flush=True)
+    while not stopped.wait(0.5):
+        for refusal in stand_in.refused():
+            print(
+                f"refused, as Stripe {stripe_gate.API_VERSION} would: {json.dumps(refusal)}",
+                file=sys.stderr,
+                flush=True,
+            )
+    stand_in.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from nexus.payments.models import Payment
+from tests.stripe_gate import API_VERSION
 
 STRIPE_WEBHOOK_SECRET = "whsec_nexus_tests"
 STRIPE_CONNECT_WEBHOOK_SECRET = "whsec_nexus_connect_tests"  # the Connect endpoint's own
@@ -114,12 +115,14 @@ def deliver(client: FlaskClient, event: dict, **signing) -> TestResponse:
 # --- localstripe ----------------------------------------------------------------------------
 
 
+# What every request to "Stripe" carries: a key, and the API version it is written for.
+STRIPE_HEADERS = {"Authorization": "Bearer sk_test_nexus", "Stripe-Version": API_VERSION}
+
+
 def stripe_post(localstripe: str, path: str, **form: str) -> dict:
     """A call to localstripe as Stripe.js (or the dashboard) would make it."""
     request = urllib.request.Request(
-        f"{localstripe}{path}",
-        data=urllib.parse.urlencode(form).encode(),
-        headers={"Authorization": "Bearer sk_test_nexus"},
+        f"{localstripe}{path}", data=urllib.parse.urlencode(form).encode(), headers=STRIPE_HEADERS
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         body = response.read()
@@ -144,11 +147,16 @@ def fail_authentication_at_stripe(localstripe: str, intent_id: str, client_secre
 
 
 def intent_at_stripe(localstripe: str, intent_id: str) -> dict:
-    request = urllib.request.Request(
-        f"{localstripe}/v1/payment_intents/{intent_id}", headers={"Authorization": "Bearer sk_test_nexus"}
-    )
+    request = urllib.request.Request(f"{localstripe}/v1/payment_intents/{intent_id}", headers=STRIPE_HEADERS)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
+
+
+def refunds_at_stripe(localstripe: str, intent_id: str) -> list[dict]:
+    """The refunds Stripe made of the intent."""
+    request = urllib.request.Request(f"{localstripe}/v1/refunds?payment_intent={intent_id}", headers=STRIPE_HEADERS)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["data"]
 
 
 def charge_at_stripe(localstripe: str, intent_id: str) -> str:

@@ -114,11 +114,14 @@ def _call(action: str, request) -> dict[str, Any]:
 
 
 def create_intent(*, amount: int, currency: str, order_id: int, payment_id: int) -> dict[str, Any]:
-    """A PaymentIntent for a payment; the same payment id always gets the same intent."""
+    """A PaymentIntent for a payment; the same payment id always gets the same intent. Cards only:
+    an unpaid order expires on a clock (ORDER_PAYMENT_TIMEOUT_MINUTES) that a delayed method (a
+    bank debit settling in days) would outlast. The pinned API refuses `payment_method_types`
+    (endive, 2026-09-30); `allowed_payment_method_types` is how it is asked now."""
     params = {
         "amount": amount,
         "currency": currency,
-        "payment_method_types": ["card"],
+        "allowed_payment_method_types": ["card"],
         "metadata": {"order_id": str(order_id), "payment_id": str(payment_id)},
     }
     options = {"idempotency_key": f"nexus-payment-{payment_id}"}
