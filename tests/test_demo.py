@@ -10,7 +10,7 @@ from nexus import create_app
 from nexus.jobs.outbox import OutboxJob
 from nexus.orders.models import Order, OrderItem, OrderStatus
 from nexus.payments.models import Payment
-from nexus.payouts.models import Transfer
+from nexus.payouts.models import PayoutAccount, Transfer
 from nexus.reports.models import UserReportHistory
 from nexus.stores.models import Product, Store
 from nexus.users.models import User
@@ -174,6 +174,34 @@ def test_the_reconcilers_leave_demo_payments_and_transfers_alone(app):
 
     assert payments.exit_code == 0 and "checked 0 payments" in payments.output, payments.output
     assert payouts.exit_code == 0 and "checked 0 transfers" in payouts.output, payouts.output
+
+
+def test_demo_money_never_reaches_stripe_even_once_a_demo_store_is_onboarded(
+    app, client, sign_in, session, stripe_connect
+):
+    seed(app, *ORDERS)
+    for store_id in session.scalars(select(Store.id)).all():  # as if each had finished Stripe's onboarding
+        session.add(PayoutAccount(store_id=store_id, stripe_account_id=f"acct_demo_{store_id}", payouts_enabled=True))
+    session.commit()
+    owner, admin = sign_in("demo-owner@example.com"), sign_in("demo-admin@example.com")
+    orders, _ = owners_view(client, owner)
+    shipped = next(order for order in orders if order["status"] == "shipped")
+    asked_before = sum(stripe_connect.calls.values())
+
+    delivered = client.post(
+        f"/api/v1/orders/{shipped['id']}/status", headers=owner.headers, json={"status": "delivered"}
+    )
+    payouts = app.test_cli_runner().invoke(args=["payouts", "reconcile"])
+    paid = session.scalar(select(Payment.id).where(Payment.order_id == shipped["id"]))
+    refunded = client.post(f"/api/v1/admin/payments/{paid}/refund", headers=admin.headers, json={})
+
+    assert delivered.status_code == 200
+    transfer = session.scalar(select(Transfer).where(Transfer.order_id == shipped["id"]))
+    assert (transfer.demo, transfer.status, transfer.stripe_transfer_id) == (True, "pending", None)
+    assert payouts.exit_code == 0 and "checked 0 transfers" in payouts.output, payouts.output
+    assert refunded.status_code == 409 and "demo" in refunded.get_json()["message"]
+    assert sum(stripe_connect.calls.values()) == asked_before
+    assert not session.scalar(select(func.count()).select_from(OutboxJob).where(OutboxJob.job.like("payouts.%")))
 
 
 def table_counts(session) -> dict[str, int]:

@@ -132,3 +132,42 @@ def test_client_secrets_stored_before_are_scrubbed_from_payment_events(scratch_u
     loaded = {key: value if isinstance(value, dict) else json.loads(value) for key, value in rows}
     without_secret = {key: value for key, value in intent.items() if key != "client_secret"}
     assert loaded == {"evt_1": {**event, "data": {"object": without_secret}}, "evt_2": plain}
+
+
+BEFORE_DEMO_MARKED = "81faf2d4d102"  # the revision before demo payments and transfers are marked
+
+
+def test_demo_payments_and_transfers_seeded_before_are_marked_demo_and_no_others(scratch_url):
+    app = create_app(app_environ(scratch_url))
+    with app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_DEMO_MARKED)
+        old = MetaData()
+        old.reflect(db.engine, only=["users", "stores", "products", "orders", "order_items", "payments", "transfers"])
+        now = datetime.now(UTC)
+        _old_rows(old.tables, now)
+        stamps = {"created_at": now, "updated_at": now, "currency": "usd", "amount": 1000}
+        for payment_id, (order_id, intent) in enumerate([(2, "pi_demo_2_1_ab12"), (3, "pi_3demoX2")], start=1):
+            db.session.execute(
+                insert(old.tables["payments"]).values(
+                    id=payment_id, order_id=order_id, user_id=2, provider="stripe", provider_payment_id=intent,
+                    status="succeeded", amount_refunded=0, **stamps,
+                )
+            )  # fmt: skip
+        for order_id, made in ((2, "tr_demo_2_ab12"), (3, "tr_1demoXab")):
+            db.session.execute(
+                insert(old.tables["transfers"]).values(
+                    store_id=1, order_id=order_id, fee=100, status="paid", stripe_transfer_id=made, amount_reversed=0,
+                    kept=1000, fee_bps=1000, **stamps,
+                )
+            )  # fmt: skip
+        db.session.commit()
+
+        flask_migrate.upgrade()
+
+        payments = db.session.execute(text("SELECT provider_payment_id, demo FROM payments ORDER BY id")).all()
+        transfers = db.session.execute(text("SELECT stripe_transfer_id, demo FROM transfers ORDER BY id")).all()
+        db.session.remove()
+        db.engine.dispose()
+
+    assert [(intent, bool(demo)) for intent, demo in payments] == [("pi_demo_2_1_ab12", True), ("pi_3demoX2", False)]
+    assert [(made, bool(demo)) for made, demo in transfers] == [("tr_demo_2_ab12", True), ("tr_1demoXab", False)]

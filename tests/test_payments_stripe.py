@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text, update
 from nexus import create_app
 from nexus.database import utcnow
 from nexus.orders.models import Order
-from nexus.payments.models import Payment, PaymentEventAudit
+from nexus.payments.models import Payment, PaymentEventAudit, Refund
 from nexus.stores.models import Product
 from tests.conftest import all_at_once, app_environ, eventually, expire_stale, free_port, run_command
 from tests.factories import PaymentFactory
@@ -33,6 +33,7 @@ from tests.stripe_helpers import (
     intent_event,
     pay_at_stripe,
     refund_event,
+    refunds_at_stripe,
     register_webhook,
 )
 
@@ -339,6 +340,19 @@ def test_when_stripe_is_down_a_refund_is_a_502_and_nothing_changes(database_url,
 
     assert response.status_code == 502
     assert session.scalar(select(Payment.status).where(Payment.id == succeeded["id"])) == "succeeded"
+
+
+def test_a_refund_stripe_never_received_is_made_once_when_asked_again(
+    client, database_url, admin, succeeded, localstripe, session
+):
+    assert refund(stripe_down(database_url).test_client(), admin, succeeded, amount=1000).status_code == 502
+
+    again = refund(client, admin, succeeded, amount=1000)  # looked for at Stripe first: never made
+
+    assert again.status_code == 200 and again.get_json()["amount_refunded"] == 1000
+    assert [r["amount"] for r in refunds_at_stripe(localstripe, succeeded["provider_payment_id"])] == [1000]
+    noted = session.execute(select(Refund.amount, Refund.status).order_by(Refund.id)).all()
+    assert [tuple(row) for row in noted] == [(1000, "not_made"), (1000, "made")]
 
 
 def test_when_stripe_is_down_cancelling_a_paying_order_is_a_502_and_nothing_changes(

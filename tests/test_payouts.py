@@ -4,14 +4,18 @@ on a local port; a buyer pays through localstripe; the owner delivers the order;
 transfer at the stand-in; refunds through the admin console lower it or reverse the seller's
 share. Also late onboarding, duplicates of events and jobs, lost answers, and the views."""
 
+import uuid
+
 import pytest
 from sqlalchemy import func, select, update
 
+from nexus.database import utcnow
 from nexus.jobs.outbox import OutboxJob
+from nexus.orders.models import Order
 from nexus.payments.models import Payment, PaymentEventAudit
 from nexus.payouts.models import PayoutAccount
 from tests.conftest import all_at_once, eventually, wait_for_jobs
-from tests.factories import StoreFactory
+from tests.factories import PaymentFactory, StoreFactory
 from tests.payouts_helpers import (
     CONNECT_WEBHOOK,
     deliver,
@@ -168,6 +172,24 @@ def test_an_order_paid_before_charges_were_kept_is_transferred_from_its_charge_r
     charge_id = charge_at_stripe(localstripe, payment["provider_payment_id"])
     assert (made["amount"], made["source_transaction"]) == (9000, charge_id)
     assert transfer_of(session, order).status == "paid"
+
+
+def test_no_seller_is_paid_from_a_charge_stripe_says_is_disputed(
+    client, owner, buyer, vase, stripe_connect, test_engine, session
+):
+    account_id = onboard(client, owner, vase.store_id)
+    order = place_order(client, buyer, vase)
+    intent = f"pi_disputed_{uuid.uuid4().hex[:12]}"  # a charge of the stand-in's own: localstripe has no disputes
+    stripe_connect.charge(f"ch_{intent}", order["total"], "usd", intent_id=intent, disputed=True)
+    PaymentFactory(order_id=order["id"], user_id=buyer.user["id"], amount=order["total"], currency="usd",
+                   status="succeeded", provider_payment_id=intent)  # fmt: skip
+    session.execute(update(Order).where(Order.id == order["id"]).values(status="paid", paid_at=utcnow()))
+
+    deliver(client, owner, order)
+    wait_for_jobs(test_engine)
+
+    assert stripe_connect.transfers_to(account_id) == []
+    assert transfer_of(session, order).status == "pending"
 
 
 def test_a_store_that_onboards_late_receives_its_waiting_transfers(

@@ -95,17 +95,15 @@ def refund(actor: User, payment_id: int, amount: int | None) -> Payment:
     """Refund through Stripe; the refund and its audit entry commit together. If Stripe refuses
     (it holds another state than ours: refunded elsewhere, never paid), the payment is read back
     from Stripe so ours catches up, and the refusal is the answer."""
-    payment = payments.locked_payment(payment_id)
-    before = snapshot(payment, ("status", "amount_refunded"))
+
+    def audited(payment: Payment, before: dict) -> None:
+        record(actor, "payment.refund", payment, before, snapshot(payment, payments.REFUND_AUDITED))
+
     try:
-        payments.refund(payment, amount)
+        return payments.refund(payment_id, amount, also=audited)
     except gateway.StripeRefused:
-        db.session.rollback()
         _read_back(payment_id)
         raise
-    record(actor, "payment.refund", payment, before, snapshot(payment, ("status", "amount_refunded")))
-    db.session.commit()
-    return payment
 
 
 def _read_back(payment_id: int) -> None:

@@ -10,11 +10,11 @@ each with what its status implies, and a ready sales report for the demo owner.
   by one after.
 
 They are rows written in bulk, not orders placed through the API, and nothing of them exists at
-Stripe: their `pi_demo_...` and `tr_demo_...` ids are made up. So every demo payment and transfer is
-in a final state, and the reconcilers never ask Stripe about one: `payments reconcile` reads only
-payments still open (or declined while their order waits), `payouts reconcile` only pending
-transfers of stores whose account takes payouts (demo stores have none) and reversals still due
-(none are). Unpaid demo orders have no payment yet: paying one starts a real PaymentIntent.
+Stripe: their `pi_demo_...` and `tr_demo_...` ids are made up, and every demo payment and transfer
+is marked `demo`. Nothing marked so is ever asked of Stripe: payouts, their jobs and both reconcile
+commands leave them alone (even once a demo store is onboarded), an admin's refund of one is
+refused, and a paid demo order delivered later owes a demo transfer. Unpaid demo orders have no
+payment yet: paying one starts a real PaymentIntent.
 """
 
 import random
@@ -278,6 +278,7 @@ class DemoOrders:
                 "currency": draft.order["currency"],
                 "status": status.value,
                 "amount_refunded": refunded,
+                "demo": True,
                 "created_at": created,
                 "updated_at": updated,
             }
@@ -301,6 +302,7 @@ class DemoOrders:
             "amount_reversed": reversed_amount,
             "kept": kept,
             "fee_bps": self.fee_bps,
+            "demo": True,
             "created_at": delivered,
             "updated_at": refunded_at if reversed_amount else delivered,
         }

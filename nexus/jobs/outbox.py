@@ -4,8 +4,9 @@ the commit, run once however often they are delivered.
 - `enqueue` adds a row to the caller's transaction; nothing reaches the queue unless it commits.
 - After the commit the new rows' ids are sent to the queue (`hand_over`); a row whose sending
   failed, or whose process died between commit and sending, is found by `sweep`.
-- `run` locks the row, runs its handler and marks it done in the handler's own transaction, so a
-  second delivery finds it done and does nothing. A failure is recorded and raised for the
+- `run` locks the row, runs its handler and marks it done in the handler's own transaction (its
+  last one, for a handler that commits steps: see `job`), so a second delivery finds it done
+  and does nothing. A failure is recorded and raised for the
   queue to retry with backoff; after the last attempt (or past the job's deadline) the row stays
   `failed` with its error.
 """
@@ -53,7 +54,10 @@ class OutboxJob(db.Model):
 
 def job(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register a job's handler: it is called with the row's payload as keyword arguments,
-    inside the transaction that marks the row done, and must not commit."""
+    inside the transaction that marks the row done, and does not commit. The one exception is a
+    handler that moves money: it commits a note of each move before sending it to Stripe (so a
+    lost answer is looked for, never sent twice), which lets go of the row until it is marked
+    done; a second delivery may then run beside it, which such a handler is built for."""
 
     def register(handler: Callable[..., None]) -> Callable[..., None]:
         HANDLERS[name] = handler
@@ -145,8 +149,10 @@ def run(outbox_id: int) -> None:
         return
     try:
         HANDLERS[row.job](**row.payload)
+        row = _locked(outbox_id)  # the same lock, or taken again after a handler's own commit
         row.attempts += 1
-        row.status, row.finished_at = DONE, utcnow()
+        if row.status == PENDING:
+            row.status, row.finished_at = DONE, utcnow()
         db.session.commit()
         return
     except Exception as error:

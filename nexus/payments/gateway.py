@@ -12,7 +12,8 @@ does in the buyer's browser.
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
@@ -41,11 +42,17 @@ RETRY_SLEEPS_SECONDS = sum(
 # The longest one call (create_intent, cancel_intent, ...) takes before it raises: every
 # attempt times out, with the sleeps between them (31.5 s).
 CALL_WORST_CASE_SECONDS = (MAX_NETWORK_RETRIES + 1) * TIMEOUT_SECONDS + RETRY_SLEEPS_SECONDS
+# A write whose result is not recorded after this was cut short (its request, job or process died
+# while Stripe was asked): it is no longer in flight, and whether Stripe made it can be looked up.
+CUT_SHORT_AFTER = timedelta(minutes=1)  # over CALL_WORST_CASE_SECONDS
 # The most calls one request makes: paying again after a decline cancels the declined intent,
 # then creates the new one. gunicorn.conf.py derives the worker timeout from this.
 CALLS_PER_REQUEST = 2
 REQUEST_WORST_CASE_SECONDS = CALLS_PER_REQUEST * CALL_WORST_CASE_SECONDS
 WEBHOOK_TOLERANCE_SECONDS = 300
+# The Stripe API version the pinned stripe-python is generated for: sent on every request (it is
+# stripe-python's default), and the version Nexus's webhook endpoints render their events in.
+API_VERSION = stripe.api_version
 # Stripe's answers that refuse the request itself (invalid for the object's state, a card
 # declined, no such object). 401/403 (our key) and 429 (slow down) are our failures, not a
 # verdict on the request: they stay 502s.
@@ -95,8 +102,13 @@ def _stripe() -> stripe.StripeClient:
 
 
 def _call(action: str, request) -> dict[str, Any]:
+    """Stripe's answer to `request()`, as plain data; its failures as ours (see the module's doc)."""
+    return _guarded(action, request).to_dict()
+
+
+def _guarded(action: str, request) -> Any:
     try:
-        return request().to_dict()
+        return request()
     except stripe.IdempotencyError as error:
         log.warning("stripe holds the key of a different request to %s", action)
         raise IdempotencyConflict(f"Stripe refused to {action}: an earlier attempt asked otherwise.") from error
@@ -139,12 +151,35 @@ def cancel_intent(intent_id: str) -> dict[str, Any]:
     return _call("cancel the payment", lambda: _stripe().v1.payment_intents.cancel(intent_id, None, options))
 
 
-def refund(*, intent_id: str, amount: int, refunded_before: int) -> dict[str, Any]:
-    """Refund `amount` of an intent. The key names the refund by what was refunded before it,
-    so a retry of this refund is recognised and a later, separate refund is not mistaken for it."""
-    params = {"payment_intent": intent_id, "amount": amount}
-    options = {"idempotency_key": f"nexus-refund-{intent_id}-{refunded_before}-{amount}"}
+def refund(*, intent_id: str, amount: int, refund_id: int, payment_id: int) -> dict[str, Any]:
+    """Refund `amount` of an intent: our refund `refund_id`, named in its key and its metadata,
+    so a retry is recognised by Stripe for a day and found by `find_refund` after that."""
+    params = {
+        "payment_intent": intent_id,
+        "amount": amount,
+        "metadata": {"payment_id": str(payment_id), "refund_id": str(refund_id)},
+    }
+    options = {"idempotency_key": f"nexus-refund-{refund_id}"}
     return _call("refund the payment", lambda: _stripe().v1.refunds.create(params, options))
+
+
+def find_refund(*, intent_id: str, refund_id: int) -> dict[str, Any] | None:
+    """The refund Stripe made for our refund `refund_id`, if any (its answer was lost): every
+    page of the intent's refunds, by their metadata."""
+    params = {"payment_intent": intent_id, "limit": 100}
+    return _tagged(_every("look for the refund", lambda: _stripe().v1.refunds.list(params)), refund_id=str(refund_id))
+
+
+def _every(action: str, listing) -> Iterator[dict[str, Any]]:
+    """Every object of the Stripe list `listing()` asks for, page after page (each a call)."""
+    items = iter(_guarded(action, listing).auto_paging_iter())
+    while (item := _guarded(action, lambda: next(items, None))) is not None:
+        yield item.to_dict()
+
+
+def _tagged(items: Iterator[dict[str, Any]], **metadata: str) -> dict[str, Any] | None:
+    """The first of `items` whose metadata holds `metadata`."""
+    return next((item for item in items if metadata.items() <= item.get("metadata", {}).items()), None)
 
 
 def check_stand_in() -> None:
@@ -277,10 +312,11 @@ def create_transfer(
 
 
 def find_transfer(*, transfer_id: int, order_id: int) -> dict[str, Any] | None:
-    """The transfer Stripe made for our transfer `transfer_id`, if any (its answer was lost)."""
+    """The transfer Stripe made for our transfer `transfer_id`, if any (its answer was lost):
+    every page of the order's transfer group, by their metadata."""
     params = {"transfer_group": _transfer_group(order_id), "limit": 100}
-    found = _call("look for the seller's transfer", lambda: _stripe().v1.transfers.list(params))
-    return next((t for t in found["data"] if t.get("metadata", {}).get("transfer_id") == str(transfer_id)), None)
+    transfers = _every("look for the seller's transfer", lambda: _stripe().v1.transfers.list(params))
+    return _tagged(transfers, transfer_id=str(transfer_id))
 
 
 def retrieve_transfer(stripe_transfer_id: str) -> dict[str, Any]:

@@ -4,7 +4,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nexus.database import Timestamps, UTCDateTime, utcnow
@@ -63,10 +76,43 @@ class Payment(Timestamps, db.Model):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     status: Mapped[str] = mapped_column(String(24), nullable=False, default=PaymentStatus.PENDING.value)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
-    # The charge that paid it (the intent's `latest_charge` when it succeeded): sellers' transfers
-    # are made from it (`source_transaction`). Null until paid, and for payments settled before it
-    # was kept (their transfers read it from Stripe: `service.charge_paying`).
+    # The charge that paid it (the intent's `latest_charge` when it succeeded), as Stripe's charge
+    # events (refunds, disputes) name it. Null until paid, and for payments settled before it was
+    # kept. Sellers' transfers read the charge back from Stripe instead, to see what it is now.
     charge_id: Mapped[str | None] = mapped_column(String(255))
+    # Made up by `demo seed` (its `pi_demo_...` id was never at Stripe): nothing of it is ever
+    # asked of Stripe, refunded or paid out.
+    demo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+
+
+class RefundStatus(StrEnum):
+    SENDING = "sending"  # noted (committed) and being sent to Stripe
+    MADE = "made"  # Stripe made it
+    NOT_MADE = "not_made"  # Stripe refused it, or it was looked for at Stripe and never made
+    IN_DOUBT = "in_doubt"  # its answer was lost: the next refund of the payment looks for it at Stripe first
+
+
+REFUND_STATUSES = _sql_list(RefundStatus)
+
+
+class Refund(Timestamps, db.Model):
+    """A refund Nexus asked Stripe for, noted before it is sent: one whose answer is lost is
+    found again at Stripe (its id is in the refund's metadata and its idempotency key) before
+    the payment is refunded again, so money never goes back twice, however late the retry.
+    What Stripe refunded in all, refunds made in its dashboard included, is the payment's
+    `amount_refunded`."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({REFUND_STATUSES})", name="status"),
+        CheckConstraint("amount > 0", name="amount"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), index=True, nullable=False)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=RefundStatus.SENDING.value)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
 
 
 class EventOutcome(StrEnum):

@@ -12,12 +12,13 @@ Domains built on payments (notifications, payouts) hear of each refund through t
 signal, sent inside the transaction that records it; payments import none of them.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from blinker import Namespace
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nexus import audit
@@ -27,7 +28,7 @@ from nexus.extensions import db
 from nexus.orders import service as orders
 from nexus.orders.models import Order, OrderStatus
 from nexus.payments import gateway
-from nexus.payments.models import OPEN, PAYABLE, EventOutcome, Payment, PaymentStatus
+from nexus.payments.models import OPEN, PAYABLE, EventOutcome, Payment, PaymentStatus, Refund, RefundStatus
 from nexus.users.models import User
 
 P = PaymentStatus
@@ -46,9 +47,6 @@ PAID = (*REFUNDABLE, P.REFUNDED)  # the buyer's charge went through
 # `refund_recorded.send(payment, amount=int)` each time more of a payment is refunded (`amount`
 # is what this refund added; `payment.amount_refunded` the new total), in its transaction.
 refund_recorded = Namespace().signal("refund-recorded")
-# A payment still without its PaymentIntent after this was left by a request that died while
-# Stripe was creating it (the intent, if any, was never handed to a buyer).
-STARTING_TIMEOUT = timedelta(minutes=1)
 BEING_STARTED = "This order's payment is being started; retry in a moment."
 
 
@@ -135,7 +133,9 @@ def start_payment(buyer: User, order_id: int) -> tuple[Payment, str, bool]:
 
 
 def _abandoned(payment: Payment) -> bool:
-    return payment.created_at < utcnow() - STARTING_TIMEOUT
+    """Left without its intent by a request that died while Stripe was creating it (the intent,
+    if any, was never handed to a buyer)."""
+    return payment.created_at < utcnow() - gateway.CUT_SHORT_AFTER
 
 
 def cancel_order(user: User, order_id: int) -> Order:
@@ -209,21 +209,16 @@ def _charge_of(intent: dict[str, Any]) -> str | None:
     return charge["id"] if isinstance(charge, dict) else charge
 
 
-def charge_paying(order_id: int) -> str | None:
-    """The charge that paid the order (None if none of its payments succeeded). A payment settled
-    before charges were kept has its charge read from Stripe, not stored: the caller (a transfer
-    job) holds its transfer's row, and a payment's row is locked by webhooks that lock transfers
-    after it."""
+def payment_paying(order_id: int) -> int | None:
+    """The id of the payment that paid the order (None if none did, or if it is demo data that
+    was never at Stripe)."""
     statement = (
-        select(Payment.charge_id, Payment.provider_payment_id)
-        .where(Payment.order_id == order_id, Payment.status.in_([status.value for status in PAID]))
+        select(Payment.id)
+        .where(Payment.order_id == order_id, Payment.status.in_([status.value for status in PAID]), ~Payment.demo)
         .order_by(Payment.id.desc())
         .limit(1)
     )
-    paid = db.session.execute(statement).first()
-    if paid is None:
-        return None
-    return paid.charge_id or _charge_of(gateway.retrieve_intent(paid.provider_payment_id))
+    return db.session.scalar(statement)
 
 
 def apply_refund_total(payment: Payment, refunded: int) -> Applied:
@@ -290,20 +285,101 @@ def locked_payment(payment_id: int) -> Payment:
     return payment
 
 
-def refund(payment: Payment, amount: int | None = None) -> Payment:
-    """Refund `amount` (default: all that is left) of a payment from `locked_payment`, through
-    Stripe, and apply it, in the caller's transaction. The lock makes two refunds at once take
-    turns, each refunding from what the other left."""
+def refund(payment_id: int, amount: int | None, *, also: Callable[[Payment, dict], None]) -> Payment:
+    """Refund `amount` (default: all that is left) of a payment through Stripe, and apply it: the
+    unit of work of an admin's refund. `also` adds to the transaction that records it (the
+    admin's audit entry, given the payment and what it was before).
+
+    Money never goes back twice, however late a retry comes. A refund is noted (a `refunds` row,
+    committed) before it is sent, under an idempotency key and metadata naming that row. Refunds
+    whose answer was lost are looked for at Stripe before anything else: a request for the same
+    amount as one Stripe made (or for the rest) was its retry, and is answered with it. Refunds of
+    one payment take turns on its row, and one being sent counts as given back."""
+    payment = locked_payment(payment_id)
+    if payment.demo:
+        raise Conflict("This is demo data: the payment was never at Stripe, so it cannot be refunded.")
+    before = audit.snapshot(payment, REFUND_AUDITED)
+    made = _settle_refunds_in_doubt(payment)
+    if made and (amount is None or amount in made):  # this request is the retry of one of them
+        also(payment, before)
+        db.session.commit()
+        return payment
+    refund = _note_refund(payment, amount)
+    db.session.commit()  # noted before it is sent (and what Stripe said of earlier refunds kept)
+    payment = locked_payment(payment_id)
+    before = audit.snapshot(payment, REFUND_AUDITED)
+    try:
+        sent = gateway.refund(
+            intent_id=payment.provider_payment_id, amount=refund.amount, refund_id=refund.id, payment_id=payment.id
+        )
+    except gateway.PaymentGatewayError as error:
+        db.session.rollback()
+        refused = isinstance(error, gateway.StripeRefused)  # Stripe said no: nothing was refunded
+        _refund_ended(refund.id, RefundStatus.NOT_MADE if refused else RefundStatus.IN_DOUBT)
+        raise
+    refund.status, refund.stripe_refund_id = RefundStatus.MADE.value, sent["id"]
+    # The payment's row has been locked since the refund was sent: no news of it came meanwhile.
+    apply_refund_total(payment, payment.amount_refunded + int(sent["amount"]))
+    also(payment, before)
+    db.session.commit()
+    return payment
+
+
+REFUND_AUDITED = ("status", "amount_refunded")
+
+
+def _note_refund(payment: Payment, amount: int | None) -> Refund:
+    """A new refund of `amount` (None: all that is left), checked against what is left."""
     if P(payment.status) not in REFUNDABLE:
         raise Conflict(f"The payment is {payment.status}; only a succeeded payment can be refunded.")
-    left = payment.amount - payment.amount_refunded
+    left = payment.amount - payment.amount_refunded - _being_sent(payment.id)
     amount = left if amount is None else amount
-    if amount > left:
+    if not 0 < amount <= left:
         message = f"At most {left} {payment.currency} is left to refund."
         raise Invalid(message, errors={"json": {"amount": [message]}})
-    gateway.refund(intent_id=payment.provider_payment_id, amount=amount, refunded_before=payment.amount_refunded)
-    apply_refund_total(payment, payment.amount_refunded + amount)
-    return payment
+    refund = Refund(payment_id=payment.id, amount=amount)
+    db.session.add(refund)
+    db.session.flush()
+    return refund
+
+
+def _in_doubt(payment_id: int):
+    """The payment's refunds whose answer was lost, or whose request died while sending them."""
+    lost = or_(
+        Refund.status == RefundStatus.IN_DOUBT,
+        and_(Refund.status == RefundStatus.SENDING, Refund.created_at < utcnow() - gateway.CUT_SHORT_AFTER),
+    )
+    return select(Refund).where(Refund.payment_id == payment_id, lost).order_by(Refund.id)
+
+
+def _being_sent(payment_id: int) -> int:
+    """What refunds of the payment being sent right now will give back."""
+    sending = and_(Refund.payment_id == payment_id, Refund.status == RefundStatus.SENDING)
+    return db.session.scalar(select(func.coalesce(func.sum(Refund.amount), 0)).where(sending))
+
+
+def _settle_refunds_in_doubt(payment: Payment) -> list[int]:
+    """Look for the payment's refunds in doubt at Stripe (its intent's refunds, every page, by
+    their metadata) and record what became of them; if any was made, the payment takes what its
+    charge has refunded in all (a total: its webhook may have come meanwhile). The amounts of
+    those Stripe made."""
+    made = []
+    for refund in db.session.scalars(_in_doubt(payment.id)).all():
+        found = gateway.find_refund(intent_id=payment.provider_payment_id, refund_id=refund.id)
+        refund.status = (RefundStatus.MADE if found else RefundStatus.NOT_MADE).value
+        if found:
+            refund.stripe_refund_id = found["id"]
+            made.append(refund.amount)
+    if made:
+        charge = gateway.retrieve_intent(payment.provider_payment_id, expand_charge=True)["latest_charge"]
+        apply_refund_total(payment, int(charge["amount_refunded"]))
+    return made
+
+
+def _refund_ended(refund_id: int, status: RefundStatus) -> None:
+    """Note, in a transaction of its own, how a refund's sending ended without an answer."""
+    db.session.execute(update(Refund).where(Refund.id == refund_id).values(status=status.value, updated_at=utcnow()))
+    db.session.commit()
 
 
 INTENT_EVENTS = {
@@ -323,17 +399,19 @@ def stale_payments(updated_before: datetime) -> list[int]:
         ),
         Payment.updated_at < updated_before,
         Payment.provider_payment_id.is_not(None),
+        ~Payment.demo,
     )
     return list(db.session.scalars(statement.order_by(Payment.id)))
 
 
-def events_from_stripe(payment_id: int) -> list[dict[str, Any]]:
-    """What Stripe says of a payment now, as the events that would have said it: its intent's
-    status (none while the buyer has not acted) and, once paid, what its charge has refunded.
-    Each id names the object and its state, so reading the same state twice records one event."""
+def from_stripe(payment_id: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """What Stripe says of a payment now: the events that would have said it (its intent's status,
+    none while the buyer has not acted, and, once paid, what its charge has refunded), and that
+    charge (None before there is one). Each event's id names the object and its state, so
+    reading the same state twice records one event."""
     payment = db.session.get(Payment, payment_id)
     intent = gateway.retrieve_intent(payment.provider_payment_id, expand_charge=True)
-    charge = intent.get("latest_charge")
+    charge = intent.get("latest_charge") if isinstance(intent.get("latest_charge"), dict) else None
     intent["latest_charge"] = _charge_of(intent)  # kept in the audit as Stripe sends it: unexpanded
     status = intent["status"]
     event_type = INTENT_EVENTS.get(status)
@@ -342,10 +420,10 @@ def events_from_stripe(payment_id: int) -> list[dict[str, Any]]:
     events = []
     if event_type is not None:
         events.append({"id": f"reconcile_{intent['id']}_{status}", "type": event_type, "data": {"object": intent}})
-    if status == "succeeded" and isinstance(charge, dict) and charge.get("amount_refunded"):
+    if status == "succeeded" and charge is not None and charge.get("amount_refunded"):
         event_id = f"reconcile_{charge['id']}_refunded_{charge['amount_refunded']}"
         events.append({"id": event_id, "type": "charge.refunded", "data": {"object": charge}})
-    return events
+    return events, charge
 
 
 # --- paying in development ----------------------------------------------------------------

@@ -110,12 +110,19 @@ def _stored_once(event: dict[str, Any], source: str) -> PaymentEventAudit | None
 def reconcile(payment_id: int) -> list[PaymentEventAudit]:
     """Apply what Stripe says of a payment now through the same path (recorded with source
     `reconcile`): the audit rows of what was news to us."""
+    return read_back(payment_id)[0]
+
+
+def read_back(payment_id: int) -> tuple[list[PaymentEventAudit], dict[str, Any] | None]:
+    """`reconcile`, and the payment's charge as Stripe holds it now (None before there is one):
+    what a seller's transfer is checked against before it is made."""
+    events, charge = service.from_stripe(payment_id)
     news = []
-    for event in service.events_from_stripe(payment_id):
+    for event in events:
         audit, duplicate = process(event, source="reconcile")
         if not duplicate and audit.outcome != EventOutcome.DUPLICATE:
             news.append(audit)
-    return news
+    return news, charge
 
 
 def locked_event(audit_id: int) -> PaymentEventAudit:

@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nexus.database import Timestamps, UTCDateTime
@@ -100,3 +100,12 @@ class Transfer(Timestamps, db.Model):
     # PLATFORM_FEE_BPS when the transfer fell due: a later change of the setting does not
     # re-price the fee when a refund comes.
     fee_bps: Mapped[int] = mapped_column(Integer, nullable=False)
+    # When it was last sent to Stripe, noted (committed) before sending. Noted and not recorded
+    # made (no `stripe_transfer_id`), its answer may have been lost: it is looked for at Stripe
+    # before it is sent again, whatever its status here.
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A reversal sent to Stripe, noted the same way, whose answer is not recorded yet: what the
+    # transfer has reversed in all at Stripe is read back before anything more is reversed.
+    reversal_attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Owed by a demo order (`demo seed`): never made at Stripe.
+    demo: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())

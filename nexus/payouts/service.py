@@ -9,9 +9,11 @@ made by a job once the store's account can take payouts; until then it waits as 
 refund (`_on_refund`, in the refund's transaction) lowers a transfer not yet made, or has a job
 reverse the seller's part of it from one already made.
 
-Jobs and `payouts reconcile` lock the transfer's row and call Stripe with one idempotency key
-per transfer and per reversal, recording the result in the same transaction: delivered twice,
-or run by a job and the command at once, a transfer is made once and a refund reversed once.
+Jobs and `payouts reconcile` make transfers and reversals (`make`, `reverse`): each is noted
+before it is sent to Stripe under one idempotency key, and looked for at Stripe if its answer
+never came, so that however often, late or at once they run, a transfer is made once and a
+refund reversed once. Before a seller is paid, the buyer's charge is read back from Stripe.
+Demo transfers (`demo seed`'s) never reach Stripe.
 
 Transactions follow the one rule written in `nexus.database`.
 """
@@ -21,10 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import BigInteger, and_, case, cast, exists, func, select
+from sqlalchemy import BigInteger, and_, case, cast, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from nexus import audit
+from nexus.database import utcnow
 from nexus.errors import Forbidden, ServiceUnavailable
 from nexus.extensions import db
 from nexus.jobs import outbox
@@ -33,7 +36,8 @@ from nexus.orders.service import order_moved
 from nexus.pagination import page_of_rows
 from nexus.payments import gateway
 from nexus.payments.models import Payment
-from nexus.payments.service import charge_paying, refund_recorded
+from nexus.payments.service import payment_paying, refund_recorded
+from nexus.payments.webhooks import read_back
 from nexus.payouts.models import MADE, PayoutAccount, Transfer
 from nexus.payouts.models import TransferStatus as T
 from nexus.stores.service import get_store_for
@@ -225,6 +229,11 @@ def _refunded(order_id: int) -> int:
     return db.session.scalar(select(_total(Payment.amount_refunded)).where(Payment.order_id == order_id))
 
 
+def _paid_by_demo(order_id: int) -> bool:
+    """Whether the order was paid by a demo payment (`demo seed`): its transfer is never made."""
+    return db.session.scalar(select(exists().where(Payment.order_id == order_id, Payment.demo)))
+
+
 @order_moved.connect
 def _on_order_moved(order: Order, *, after: OrderStatus, **_: Any) -> None:
     """A delivered order owes its store its share: a transfer due now, made at once by a job if
@@ -239,9 +248,10 @@ def _on_order_moved(order: Order, *, after: OrderStatus, **_: Any) -> None:
         refunded=_refunded(order.id),
         fee_bps=current_app.config["PLATFORM_FEE_BPS"],
     )
+    transfer.demo = _paid_by_demo(order.id)
     db.session.add(transfer)
     db.session.flush()
-    if T(transfer.status) is T.PENDING and _can_receive(order.store_id):
+    if T(transfer.status) is T.PENDING and not transfer.demo and _can_receive(order.store_id):
         outbox.enqueue(MAKE, transfer_id=transfer.id)
 
 
@@ -250,7 +260,7 @@ def _on_refund(payment: Payment, **_: Any) -> None:
     """A refund lowers the store's share: the transfer if it is not made yet (in full: canceled),
     or a job reverses the difference from the one made. Before delivery there is no transfer
     yet, and the one that falls due counts the refund."""
-    transfer = _locked_transfer(Transfer.order_id == payment.order_id)
+    transfer = _locked_transfer_where(Transfer.order_id == payment.order_id)
     if transfer is None:
         return
     total = db.session.scalar(select(Order.total).where(Order.id == payment.order_id))
@@ -261,7 +271,7 @@ def _on_refund(payment: Payment, **_: Any) -> None:
 def enqueue_waiting(store_id: int) -> int:
     """A job for each of the store's transfers waiting for its account; how many."""
     waiting = select(Transfer.id).where(
-        Transfer.store_id == store_id, Transfer.status == T.PENDING.value, Transfer.amount > 0
+        Transfer.store_id == store_id, Transfer.status == T.PENDING.value, Transfer.amount > 0, ~Transfer.demo
     )
     ids = db.session.scalars(waiting.order_by(Transfer.id)).all()
     for transfer_id in ids:
@@ -270,49 +280,125 @@ def enqueue_waiting(store_id: int) -> int:
 
 
 # --- making transfers and reversals ---------------------------------------------------------
+#
+# Money never moves twice, however late a retry comes (Stripe forgets an idempotency key after a
+# day; a job or the cron may retry days later). Each move is noted on the transfer's row
+# (`attempted_at`, `reversal_attempted_at`) and committed before it is sent to Stripe, then
+# recorded with Stripe's answer. One noted and not recorded may have been made: before anything
+# else it is looked for at Stripe. Two workers at once send the same move under the same key, so
+# Stripe makes it once; each unit takes the transfer's row afresh for each step.
 
 
-def _locked_transfer(where, *, skip_locked: bool = False) -> Transfer | None:
-    """The transfer, freshly read, its row locked until the transaction ends (None if there is
-    none, or, with `skip_locked`, if another transaction holds it)."""
-    statement = select(Transfer).where(where).with_for_update(skip_locked=skip_locked)
+def _locked_transfer(transfer_id: int) -> Transfer | None:
+    return _locked_transfer_where(Transfer.id == transfer_id)
+
+
+def _locked_transfer_where(where) -> Transfer | None:
+    """The transfer, freshly read, its row locked until the transaction ends (None if there is none)."""
+    statement = select(Transfer).where(where).with_for_update()
     return db.session.scalar(statement.execution_options(populate_existing=True))
 
 
-def _make(transfer: Transfer) -> str | None:
-    """Make a due transfer at Stripe and record it, if its store's account can take it; what
-    changed, or None. A conflict on its key means an earlier attempt went through before a
-    refund lowered it: that transfer is found and recorded, and the difference reversed."""
-    account = account_of(transfer.store_id)
-    if T(transfer.status) is not T.PENDING or account is None or not account.payouts_enabled:
+def _can_make(transfer: Transfer) -> bool:
+    return T(transfer.status) is T.PENDING and transfer.amount > 0 and _can_receive(transfer.store_id)
+
+
+def make(transfer_id: int) -> str | None:
+    """The unit of work that makes a transfer due (a job, the cron), committing each step; what
+    changed, or None. A transfer sent before and never recorded is looked for first (even if a
+    refund has since canceled it here). Before a seller is paid, the buyer's charge is read back
+    from Stripe: a refund Stripe knows of and we do not is applied first (lowering the share),
+    and a disputed charge pays nobody."""
+    transfer = _locked_transfer(transfer_id)
+    if transfer is None or transfer.demo:
+        db.session.commit()
         return None
-    details = {
-        "transfer_id": transfer.id,
-        "order_id": transfer.order_id,
-        "store_id": transfer.store_id,
-        "currency": transfer.currency,
-        "destination": account.stripe_account_id,
-        "source_charge": charge_paying(transfer.order_id),
-    }
+    if transfer.attempted_at is not None and transfer.stripe_transfer_id is None:
+        found = gateway.find_transfer(transfer_id=transfer.id, order_id=transfer.order_id)
+        if found is not None:
+            return _recorded(transfer, found)
+        if transfer.attempted_at < utcnow() - gateway.CUT_SHORT_AFTER:  # not in flight: never made
+            transfer.attempted_at = None
+    if not _can_make(transfer):
+        db.session.commit()
+        return None
+    order_id = transfer.order_id
+    db.session.commit()  # no lock held while Stripe is read: a refund found locks its payment first
+    charge = _charge_read_back(order_id)
+    if charge is not None and charge.get("disputed"):
+        log.warning("transfer %s waits: the buyer's charge %s is disputed", transfer_id, charge["id"])
+        return f"not made: the buyer's charge {charge['id']} is disputed"
+    transfer = _locked_transfer(transfer_id)
+    if not _can_make(transfer):  # a refund read back canceled it, or the account stopped taking payouts
+        db.session.commit()
+        return None
+    transfer.attempted_at = utcnow()
+    db.session.commit()  # noted before it is sent
+    return _send(transfer_id, charge["id"] if charge else None)
+
+
+def _charge_read_back(order_id: int) -> dict[str, Any] | None:
+    """The charge that paid the order, as Stripe holds it now, its news applied (its own units)."""
+    payment_id = payment_paying(order_id)
+    return None if payment_id is None else read_back(payment_id)[1]
+
+
+def _send(transfer_id: int, source_charge: str | None) -> str | None:
+    """Send the noted transfer to Stripe and record it, if it is still to be made. A conflict on
+    its key means an earlier attempt went through before a refund lowered it: that one is found
+    and recorded (and the difference reversed)."""
+    transfer = _locked_transfer(transfer_id)
+    if not _can_make(transfer):
+        db.session.commit()
+        return None
+    account = account_of(transfer.store_id)
+    details = {"transfer_id": transfer.id, "order_id": transfer.order_id, "store_id": transfer.store_id}
     try:
-        made = gateway.create_transfer(amount=transfer.amount, **details)
+        made = gateway.create_transfer(
+            amount=transfer.amount,
+            currency=transfer.currency,
+            destination=account.stripe_account_id,
+            source_charge=source_charge,
+            **details,
+        )
     except gateway.IdempotencyConflict:
         made = gateway.find_transfer(transfer_id=transfer.id, order_id=transfer.order_id)
         if made is None:
             raise
+    return _recorded(transfer, made)
+
+
+def _recorded(transfer: Transfer, made: dict[str, Any]) -> str:
+    """Record the transfer Stripe made (`made`), commit, and reverse what refunds took of it since."""
     record_made(transfer, made)
-    change = f"{transfer.amount} {transfer.currency} transferred to {account.stripe_account_id} ({made['id']})"
-    reversed_now = _reverse(transfer)
+    db.session.commit()
+    change = f"{transfer.amount} {transfer.currency} transferred to {made['destination']} ({made['id']})"
+    reversed_now = reverse(transfer.id)
     return f"{change}; {reversed_now}" if reversed_now else change
 
 
-def _reverse(transfer: Transfer) -> str | None:
-    """Reverse at Stripe what refunds took of a transfer made, and record it; what changed, or
-    None. If Stripe refuses (an earlier attempt went through unrecorded, or the transfer was
-    reversed in its dashboard), the transfer is read back from Stripe and what is still due is
-    reversed; if nothing was missing, the refusal stands (the job is retried)."""
+def reverse(transfer_id: int) -> str | None:
+    """The unit of work that reverses at Stripe what refunds took of a transfer made (a job, the
+    cron), committing each step; what changed, or None. A reversal sent and never recorded is
+    read back first: what the transfer has reversed in all at Stripe (a total, which also counts
+    reversals made in Stripe's dashboard). If Stripe refuses (it holds reversals we did not know
+    of), the transfer is read back and what is still due reversed; if nothing was missing, the
+    refusal stands (the job is retried)."""
+    transfer = _locked_transfer(transfer_id)
+    if transfer is None or transfer.demo or T(transfer.status) not in MADE:
+        db.session.commit()
+        return None
+    caught_up = transfer.reversal_attempted_at is not None and _caught_up(transfer)
     due = reversal_due(transfer)
     if not due:
+        db.session.commit()
+        return f"{transfer.amount_reversed} {transfer.currency} reversed at Stripe already" if caught_up else None
+    transfer.reversal_attempted_at = utcnow()
+    db.session.commit()  # noted before it is sent
+    transfer = _locked_transfer(transfer_id)
+    due = reversal_due(transfer)
+    if not due:  # another worker reversed it meanwhile
+        db.session.commit()
         return None
     try:
         reversal = gateway.reverse_transfer(
@@ -322,63 +408,76 @@ def _reverse(transfer: Transfer) -> str | None:
             reversed_before=transfer.amount_reversed,
         )
     except gateway.StripeRefused:
-        if not catch_up(transfer, int(gateway.retrieve_transfer(transfer.stripe_transfer_id)["amount_reversed"])):
+        db.session.rollback()
+        transfer = _locked_transfer(transfer_id)
+        if not _caught_up(transfer):
             raise
-        return _reverse(transfer) or f"{transfer.amount_reversed} {transfer.currency} reversed at Stripe already"
+        db.session.commit()
+        return reverse(transfer_id) or f"{transfer.amount_reversed} {transfer.currency} reversed at Stripe already"
     record_reversal(transfer, int(reversal["amount"]))
+    transfer.reversal_attempted_at = None
+    db.session.commit()
     return f"{reversal['amount']} {transfer.currency} reversed ({reversal['id']})"
+
+
+def _caught_up(transfer: Transfer) -> bool:
+    """Read what the transfer has reversed in all at Stripe and catch up with it (the reversal
+    noted is then accounted for either way); whether that was news."""
+    transfer.reversal_attempted_at = None
+    return catch_up(transfer, int(gateway.retrieve_transfer(transfer.stripe_transfer_id)["amount_reversed"]))
 
 
 @outbox.job(MAKE)
 def make_transfer(*, transfer_id: int) -> None:
     """The job: make a due transfer, once however often it is delivered."""
-    transfer = _locked_transfer(Transfer.id == transfer_id)
-    if transfer is not None:
-        _make(transfer)
+    make(transfer_id)
 
 
 @outbox.job(REVERSE)
 def reverse_transfer(*, transfer_id: int) -> None:
     """The job: reverse what refunds took of a transfer made, once however often it is delivered."""
-    transfer = _locked_transfer(Transfer.id == transfer_id)
-    if transfer is not None:
-        _reverse(transfer)
+    reverse(transfer_id)
 
 
 # --- reconciling ------------------------------------------------------------------------------
 
 
 def transfers_due() -> list[int]:
-    """Transfers that can be made now (due, to an account taking payouts) or have a reversal due."""
+    """Transfers that can be made now (due, to an account taking payouts) or have a reversal due,
+    and those whose sending was never answered (found at Stripe, or made, when they are)."""
     takes_payouts = select(PayoutAccount.store_id).where(PayoutAccount.payouts_enabled)
     pending = and_(Transfer.status == T.PENDING.value, Transfer.amount > 0, Transfer.store_id.in_(takes_payouts))
     reversal = and_(
         Transfer.status.in_([status.value for status in MADE]),
         Transfer.amount - Transfer.amount_reversed > Transfer.kept - Transfer.fee,
     )
-    return list(db.session.scalars(select(Transfer.id).where(pending | reversal).order_by(Transfer.id)))
+    unanswered = or_(
+        Transfer.attempted_at.is_not(None) & Transfer.stripe_transfer_id.is_(None),
+        Transfer.reversal_attempted_at.is_not(None),
+    )
+    statement = select(Transfer.id).where(pending | reversal | unanswered, ~Transfer.demo)
+    return list(db.session.scalars(statement.order_by(Transfer.id)))
 
 
 def accounts_waiting() -> list[str]:
     """Connected accounts not taking payouts while transfers wait for them: their news may
     have been lost."""
     waiting = exists().where(
-        Transfer.store_id == PayoutAccount.store_id, Transfer.status == T.PENDING.value, Transfer.amount > 0
+        Transfer.store_id == PayoutAccount.store_id,
+        Transfer.status == T.PENDING.value,
+        Transfer.amount > 0,
+        ~Transfer.demo,
     )
     statement = select(PayoutAccount.stripe_account_id).where(~PayoutAccount.payouts_enabled, waiting)
     return list(db.session.scalars(statement.order_by(PayoutAccount.id)))
 
 
 def settle_now(transfer_id: int) -> str | None:
-    """The command's unit of work for one transfer: make it if it is due, reverse what is due of
-    it if it is made; commits. What changed, or None (nothing due, or a job holds it now)."""
+    """The command's unit of work for one transfer: make it (or find it) if it is to be made,
+    reverse what is due of it if it is made. What changed, or None."""
     try:
-        transfer = _locked_transfer(Transfer.id == transfer_id, skip_locked=True)
-        change = None
-        if transfer is not None:
-            change = _make(transfer) if T(transfer.status) is T.PENDING else _reverse(transfer)
-        db.session.commit()
-        return change
+        made = db.session.scalar(select(Transfer.stripe_transfer_id).where(Transfer.id == transfer_id))
+        return reverse(transfer_id) if made else make(transfer_id)
     except Exception:
         db.session.rollback()
         raise
