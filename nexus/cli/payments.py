@@ -1,7 +1,9 @@
-"""`flask --app wsgi payments ...`: settle payments whose webhook never came, and, in
-development, pay an order with a test card at localstripe (no browser, no Stripe.js)."""
+"""`flask --app wsgi payments ...`: point Stripe's webhooks at the app, settle payments whose
+webhook never came, and, in development, pay an order with a test card at localstripe (no
+browser, no Stripe.js)."""
 
 import time
+import urllib.parse
 from datetime import timedelta
 
 import click
@@ -46,6 +48,66 @@ def reconcile_command(older_than_minutes: int) -> None:
         f"checked {len(stale)} payments Stripe may still move, quiet for over {older_than_minutes} minutes; "
         f"{len(changed)} changed, {len(failed)} could not be read",
     )
+
+
+# The app's two webhooks: (path, whether it takes connected accounts' events, its secret's setting).
+WEBHOOKS = (
+    ("/api/v1/webhooks/stripe", False, "STRIPE_WEBHOOK_SECRET"),
+    ("/api/v1/webhooks/stripe-connect", True, "STRIPE_CONNECT_WEBHOOK_SECRET"),
+)
+
+
+@payments.command("setup-webhooks")
+@click.option(
+    "--base-url", required=True, help="Where the app is served, as Stripe reaches it: https://api.example.com"
+)
+def setup_webhooks_command(base_url: str) -> None:
+    """Create at Stripe, or update when one with the same URL exists, the app's two webhook
+    endpoints (the platform's events, and connected accounts' events) with exactly the event types
+    the app handles, in the API version the app speaks. A new endpoint's signing secret is printed
+    once (Stripe shows it only at its creation), with the setting it belongs in."""
+    base = _base_url(base_url)
+    if not gateway.configured():
+        raise click.ClickException("Stripe is not configured: set STRIPE_SECRET_KEY.")
+    try:
+        existing = gateway.webhook_endpoints()
+        for path, connect, secret_setting in WEBHOOKS:
+            events = sorted((webhooks.CONNECT_HANDLERS if connect else webhooks.HANDLERS).keys())
+            click.echo(_set_up(base + path, events, connect, secret_setting, existing))
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+
+
+def _base_url(value: str) -> str:
+    """The base URL without a trailing slash; https, but for the machine's own loopback."""
+    url = urllib.parse.urlsplit(value.strip())
+    local = url.hostname in ("localhost", "127.0.0.1")
+    if url.scheme not in ("https", *(("http",) if local else ())) or not url.hostname or url.query or url.fragment:
+        raise click.BadParameter(
+            f"{value!r} is not an https URL such as https://api.example.com", param_hint="--base-url"
+        )
+    return value.strip().rstrip("/")
+
+
+def _set_up(url: str, events: list[str], connect: bool, secret_setting: str, existing: list[dict]) -> str:
+    """Update the endpoint at `url` in the pinned version, or create one: what was done."""
+    what = f"{url} ({'connected accounts' if connect else 'the platform'}: {', '.join(events)})"
+    same_url = [endpoint for endpoint in existing if endpoint["url"] == url]
+    current = next((e for e in same_url if e.get("api_version") == gateway.API_VERSION), None)
+    if current is not None:
+        gateway.update_webhook_endpoint(current["id"], events=events)
+        return f"updated {current['id']} for {what}; its signing secret is unchanged ({secret_setting})"
+    created = gateway.create_webhook_endpoint(url=url, events=events, connect=connect)
+    said = [
+        f"created {created['id']} for {what}, API version {gateway.API_VERSION}",
+        f"  its signing secret, shown this once: set {secret_setting}={created['secret']}",
+    ]
+    for old in same_url:  # Stripe cannot change an endpoint's version: the old one stays until deleted
+        said.append(
+            f"  {old['id']} at the same URL sends events in API version {old.get('api_version')}: delete it in "
+            f"Stripe's dashboard once {secret_setting} holds the new secret"
+        )
+    return "\n".join(said)
 
 
 TEST_CARD = "4242424242424242"  # Stripe's test Visa, always paid

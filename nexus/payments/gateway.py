@@ -249,6 +249,31 @@ def verify_event(
     return event.to_dict()
 
 
+# --- webhook endpoints ------------------------------------------------------------------------
+
+
+def webhook_endpoints() -> list[dict[str, Any]]:
+    """Every webhook endpoint of the account, every page."""
+    return list(_every("list the webhook endpoints", lambda: _stripe().v1.webhook_endpoints.list({"limit": 100})))
+
+
+def create_webhook_endpoint(*, url: str, events: list[str], connect: bool) -> dict[str, Any]:
+    """A webhook endpoint at `url` for `events` in the pinned API version (of connected accounts
+    with `connect`); the answer holds its signing secret, which Stripe shows only here."""
+    params = {"url": url, "enabled_events": events, "api_version": API_VERSION, "connect": connect}
+    options = {"idempotency_key": f"nexus-webhook-endpoint-{uuid.uuid4().hex}"}
+    return _call("create the webhook endpoint", lambda: _stripe().v1.webhook_endpoints.create(params, options))
+
+
+def update_webhook_endpoint(endpoint_id: str, *, events: list[str]) -> dict[str, Any]:
+    """The endpoint sending exactly `events`, enabled."""
+    params = {"enabled_events": events, "disabled": False}
+    options = {"idempotency_key": f"nexus-webhook-endpoint-{endpoint_id}-{uuid.uuid4().hex}"}
+    return _call(
+        "update the webhook endpoint", lambda: _stripe().v1.webhook_endpoints.update(endpoint_id, params, options)
+    )
+
+
 # --- Stripe Connect: sellers' accounts, and transfers to them ------------------------------
 
 
