@@ -33,6 +33,7 @@ from tests.stripe_helpers import DownWebhook, intent_at_stripe, pay_at_stripe, r
 ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINT = yaml.safe_load((ROOT / "render.yaml").read_text())
 SERVICES = {service["name"]: service for service in BLUEPRINT["services"]}
+GROUPS = {group["name"]: group for group in BLUEPRINT.get("envVarGroups", [])}
 WEB = next(service for service in BLUEPRINT["services"] if service["type"] == "web")
 CRONS = {service["startCommand"]: service for service in BLUEPRINT["services"] if service["type"] == "cron"}
 WORKER = next(service for service in BLUEPRINT["services"] if service["type"] == "worker")
@@ -53,23 +54,32 @@ GENERATED = {}  # one value per generated key, as Render keeps them
 
 
 def blueprint_environ(database_url: str, service: dict = WEB) -> dict[str, str]:
-    """A service's environment as Render would build it from the Blueprint."""
+    """A service's environment as Render would build it from the Blueprint (its groups' values
+    first, then its own)."""
     environ = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
     for var in service["envVars"]:
-        key, linked = var["key"], var.get("fromService", {})
-        if "value" in var:
-            environ[key] = str(var["value"])
-        elif var.get("generateValue"):
-            environ[key] = GENERATED.setdefault((service["name"], key), secrets.token_urlsafe(32))
-        elif "fromDatabase" in var:
-            environ[key] = database_url
-        elif "envVarKey" in linked:
-            environ[key] = blueprint_environ(database_url, SERVICES[linked["name"]])[linked["envVarKey"]]
-        elif linked.get("type") == "keyvalue":
-            environ[key] = "redis://127.0.0.1:6379/15"
-        elif var.get("sync") is False:
-            environ[key] = DASHBOARD_VALUES.get(key, "set-in-the-dashboard")
+        if "fromGroup" in var:
+            group = GROUPS[var["fromGroup"]]
+            environ.update({var["key"]: _value(var, group["name"], database_url) for var in group["envVars"]})
+        else:
+            environ[var["key"]] = _value(var, service["name"], database_url)
     return environ
+
+
+def _value(var: dict, owner: str, database_url: str) -> str:
+    """What Render sets `var` of a service or group named `owner` to."""
+    key, linked = var["key"], var.get("fromService", {})
+    if "value" in var:
+        return str(var["value"])
+    if var.get("generateValue"):
+        return GENERATED.setdefault((owner, key), secrets.token_urlsafe(32))
+    if "fromDatabase" in var:
+        return database_url
+    if "envVarKey" in linked:
+        return blueprint_environ(database_url, SERVICES[linked["name"]])[linked["envVarKey"]]
+    if linked.get("type") == "keyvalue":
+        return "redis://127.0.0.1:6379/15"
+    return DASHBOARD_VALUES.get(key, "set-in-the-dashboard")  # sync: false
 
 
 def run_blueprint_command(
@@ -97,7 +107,11 @@ def test_the_blueprint_has_what_render_requires():
     for service in (WEB, WORKER, *CRONS.values()):
         for var in service["envVars"]:
             linked = var.get("fromDatabase") or var.get("fromService")
-            assert linked is None or linked["name"] in names, f"{var['key']} points at an unknown resource"
+            assert linked is None or linked["name"] in names, f"{var.get('key')} points at an unknown resource"
+            group = var.get("fromGroup")
+            assert group is None or group in GROUPS, f"{service['name']} takes an unknown group {group}"
+    for group in GROUPS.values():  # a group holds values: links to resources belong to each service
+        assert all({"value", "generateValue", "sync"} & set(var) for var in group["envVars"]), group["name"]
 
 
 def test_gunicorn_runs_threads_within_time_limits_past_every_limit_of_the_app(monkeypatch, tmp_path):
