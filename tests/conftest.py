@@ -241,11 +241,12 @@ def localstripe(stripe_connect: StripeConnect) -> str:
 @pytest.fixture(autouse=True)
 def stripe_speaks_the_pinned_version(stripe_connect: StripeConnect) -> Iterator[None]:
     """Each test starts with idempotency keys unknown to "Stripe" (its empty database hands out the
-    same ids again, as a day later Stripe would have forgotten them), and fails if any request it
-    caused was one the pinned Stripe API version refuses (a test that expects a refusal takes it
-    from `stripe_connect.refused()`)."""
+    same ids again, as a day later Stripe would have forgotten them) and no request received, and
+    fails if any request it caused was one the pinned Stripe API version refuses (a test that
+    expects a refusal takes it from `stripe_connect.refused()`)."""
     stripe_connect.forget_idempotency_keys()
     stripe_connect.refused()
+    stripe_connect.received.clear()
     yield
     refused = stripe_connect.refused()
     assert not refused, f"requests the pinned Stripe API version ({stripe_gate.API_VERSION}) refuses: {refused}"

@@ -32,7 +32,6 @@ from tests.factories import ProductFactory, StoreFactory, shipping_address
 from tests.test_deploy import ROOT, WEB, blueprint_environ
 
 CATALOG_REQUESTS = 200
-WEB_ENV = {var["key"]: var.get("value") for var in WEB["envVars"]}
 
 
 @dataclass
@@ -158,7 +157,7 @@ def test_every_line_the_start_command_writes_is_one_json_object(app, database_ur
     requests = [entry for entry in entries if entry["logger"] == "nexus.access"]
     assert [entry["status"] for entry in requests if entry["path"] != "/health"] == [200, 200, 404, 401]
     booted = [entry for entry in entries if "Booting worker" in entry["message"]]
-    assert len(booted) == int(WEB_ENV["WEB_CONCURRENCY"])
+    assert len(booted) == int(blueprint_environ("postgresql:///unused")["WEB_CONCURRENCY"])
     assert all(entry["worker_pid"] == entry["pid"] for entry in booted)  # each worker says it booted
 
 
