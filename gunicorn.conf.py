@@ -44,7 +44,7 @@ worker_connections = threads
 keepalive = 0
 
 # The slowest a request can be, from the limits of what it waits on: its Stripe calls (at most
-# gateway.CALLS_PER_REQUEST, each at most gateway.CALL_WORST_CASE_SECONDS with its retries: 63 s),
+# gateway.CALLS_PER_REQUEST, each at most gateway.CALL_WORST_CASE_SECONDS with its retries: 126 s),
 # or a sign-in's SMTP (MAIL_TIMEOUT per wait, far less), plus one statement run up to
 # DATABASE_STATEMENT_TIMEOUT_MS. The worker timeout is past it, so every limit of the app is
 # strictly smaller and its own JSON 502 or 503 always answers first: gunicorn never kills a

@@ -355,6 +355,21 @@ def test_a_refund_stripe_never_received_is_made_once_when_asked_again(
     assert [tuple(row) for row in noted] == [(1000, "not_made"), (1000, "made")]
 
 
+def test_asking_for_the_rest_after_a_lost_refund_counts_the_lost_one_and_refunds_what_is_left(
+    client, admin, succeeded, localstripe, stripe_connect
+):
+    stripe_connect.lose_answers_to("refunds.create", 3)  # made at Stripe; no answer comes back
+    assert refund(client, admin, succeeded, amount=1000).status_code == 502
+    stripe_connect.forget_idempotency_keys()
+
+    rest = refund(client, admin, succeeded)
+    again = refund(client, admin, succeeded)  # nothing is left to refund
+
+    assert (rest.status_code, rest.get_json()["amount_refunded"], rest.get_json()["status"]) == (200, 3000, "refunded")
+    assert sorted(r["amount"] for r in refunds_at_stripe(localstripe, succeeded["provider_payment_id"])) == [1000, 2000]
+    assert again.status_code == 409
+
+
 def test_when_stripe_is_down_cancelling_a_paying_order_is_a_502_and_nothing_changes(
     client, database_url, buyer, order, session
 ):

@@ -45,9 +45,11 @@ CALL_WORST_CASE_SECONDS = (MAX_NETWORK_RETRIES + 1) * TIMEOUT_SECONDS + RETRY_SL
 # A write whose result is not recorded after this was cut short (its request, job or process died
 # while Stripe was asked): it is no longer in flight, and whether Stripe made it can be looked up.
 CUT_SHORT_AFTER = timedelta(minutes=1)  # over CALL_WORST_CASE_SECONDS
-# The most calls one request makes: paying again after a decline cancels the declined intent,
-# then creates the new one. gunicorn.conf.py derives the worker timeout from this.
-CALLS_PER_REQUEST = 2
+# The most calls one request makes: a refund asked after one whose answer was lost looks for that
+# one among the intent's refunds, reads the charge's total, refunds, and on a refusal reads the
+# payment back (paying again after a decline makes two: cancel the declined intent, create the
+# new one). gunicorn.conf.py derives the worker timeout from this.
+CALLS_PER_REQUEST = 4
 REQUEST_WORST_CASE_SECONDS = CALLS_PER_REQUEST * CALL_WORST_CASE_SECONDS
 WEBHOOK_TOLERANCE_SECONDS = 300
 # The Stripe API version the pinned stripe-python is generated for: sent on every request (it is

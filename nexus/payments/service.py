@@ -293,36 +293,40 @@ def refund(payment_id: int, amount: int | None, *, also: Callable[[Payment, dict
     Money never goes back twice, however late a retry comes. A refund is noted (a `refunds` row,
     committed) before it is sent, under an idempotency key and metadata naming that row. Refunds
     whose answer was lost are looked for at Stripe before anything else: a request for the same
-    amount as one Stripe made (or for the rest) was its retry, and is answered with it. Refunds of
-    one payment take turns on its row, and one being sent counts as given back."""
+    amount as one Stripe made (or for the rest, when nothing is left) was its retry, and is
+    answered with it. Refunds of one payment take turns on its row, and one being sent counts as
+    given back."""
     payment = locked_payment(payment_id)
     if payment.demo:
         raise Conflict("This is demo data: the payment was never at Stripe, so it cannot be refunded.")
     before = audit.snapshot(payment, REFUND_AUDITED)
     made = _settle_refunds_in_doubt(payment)
-    if made and (amount is None or amount in made):  # this request is the retry of one of them
-        also(payment, before)
+    if made and (amount in made or (amount is None and payment.amount_refunded == payment.amount)):
+        also(payment, before)  # this request retries one of them: answered with what Stripe made
         db.session.commit()
         return payment
     refund = _note_refund(payment, amount)
     db.session.commit()  # noted before it is sent (and what Stripe said of earlier refunds kept)
-    payment = locked_payment(payment_id)
-    before = audit.snapshot(payment, REFUND_AUDITED)
+    refund_id, sent = refund.id, None
     try:
+        payment = locked_payment(payment_id)
+        before = audit.snapshot(payment, REFUND_AUDITED)
         sent = gateway.refund(
-            intent_id=payment.provider_payment_id, amount=refund.amount, refund_id=refund.id, payment_id=payment.id
+            intent_id=payment.provider_payment_id, amount=refund.amount, refund_id=refund_id, payment_id=payment.id
         )
-    except gateway.PaymentGatewayError as error:
+        refund.status, refund.stripe_refund_id = RefundStatus.MADE.value, sent["id"]
+        # The payment's row has been locked since the refund was sent: no news of it came meanwhile.
+        apply_refund_total(payment, payment.amount_refunded + int(sent["amount"]))
+        also(payment, before)
+        db.session.commit()
+        return payment
+    except Exception as error:
         db.session.rollback()
-        refused = isinstance(error, gateway.StripeRefused)  # Stripe said no: nothing was refunded
-        _refund_ended(refund.id, RefundStatus.NOT_MADE if refused else RefundStatus.IN_DOUBT)
+        refused = sent is None and isinstance(error, gateway.StripeRefused)  # Stripe said no: nothing went back
+        ended = RefundStatus.NOT_MADE if refused else RefundStatus.IN_DOUBT  # else it may have: looked for next time
+        db.session.execute(update(Refund).where(Refund.id == refund_id).values(status=ended.value, updated_at=utcnow()))
+        db.session.commit()
         raise
-    refund.status, refund.stripe_refund_id = RefundStatus.MADE.value, sent["id"]
-    # The payment's row has been locked since the refund was sent: no news of it came meanwhile.
-    apply_refund_total(payment, payment.amount_refunded + int(sent["amount"]))
-    also(payment, before)
-    db.session.commit()
-    return payment
 
 
 REFUND_AUDITED = ("status", "amount_refunded")
@@ -374,12 +378,6 @@ def _settle_refunds_in_doubt(payment: Payment) -> list[int]:
         charge = gateway.retrieve_intent(payment.provider_payment_id, expand_charge=True)["latest_charge"]
         apply_refund_total(payment, int(charge["amount_refunded"]))
     return made
-
-
-def _refund_ended(refund_id: int, status: RefundStatus) -> None:
-    """Note, in a transaction of its own, how a refund's sending ended without an answer."""
-    db.session.execute(update(Refund).where(Refund.id == refund_id).values(status=status.value, updated_at=utcnow()))
-    db.session.commit()
 
 
 INTENT_EVENTS = {
