@@ -113,7 +113,7 @@ def _missing(what: str, object_id: str, param: str = "id") -> StripeError:
 
 def decode_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """Stripe's bracket notation as nested values: `a[b][c]=v` is {"a": {"b": {"c": "v"}}}, and
-    a level whose keys are all indexes (`expand[0]`, `expand[1]`) a list."""
+    a level whose keys are the indexes 0, 1, ... (`expand[0]`, `expand[1]`) a list."""
     tree: dict[str, Any] = {}
     for key, value in pairs:
         match = re.fullmatch(r"([^\[\]]+)((?:\[[^\[\]]*\])*)", key)
@@ -133,8 +133,8 @@ def _lists(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     items = {key: _lists(value) for key, value in node.items()}
-    if items and all(key.isdigit() for key in items):
-        return [items[key] for key in sorted(items, key=int)]
+    if items and sorted(items) == sorted(str(index) for index in range(len(items))):
+        return [items[str(index)] for index in range(len(items))]
     return items
 
 
@@ -240,6 +240,7 @@ class StripeConnect:
         self.transfers: dict[str, dict] = {}
         self.charges: dict[str, dict] = {}  # the platform's charges without localstripe: see `charge`
         self.intents: dict[str, dict] = {}  # and the intents they paid
+        self.disputes: dict[str, dict] = {}  # of those charges
         self.webhook_endpoints: dict[str, dict] = {}
         self.calls: Counter = Counter()  # (method, operation) -> requests that passed the gate
         self.received: list[tuple[str, dict]] = []  # (operation, its parameters) of each of them
@@ -271,6 +272,7 @@ class StripeConnect:
             "transfers.list": self.list_transfers,
             "transfers.retrieve": self.retrieve_transfer,
             "payment_intents.retrieve": self.retrieve_payment_intent,
+            "disputes.list": self.list_disputes,
             "transfer_reversals.create": self.create_reversal,
             "transfer_reversals.list": self.list_reversals,
             "webhook_endpoints.create": self.create_webhook_endpoint,
@@ -331,6 +333,16 @@ class StripeConnect:
         expanded = "latest_charge" in (params.get("expand") or [])
         charge = self.charges[intent["latest_charge"]]
         return {**intent, "latest_charge": charge if expanded else charge["id"]}
+
+    def list_disputes(self, params: dict, as_account: str) -> dict:
+        """The disputes of `charges` (localstripe has none: a charge of its has no dispute)."""
+        _known(params, {"charge", "payment_intent", "limit", "starting_after"})
+        found = [
+            {"id": dispute_id, **dispute}
+            for dispute_id, dispute in reversed(list(self.disputes.items()))
+            if all(dispute[name] == params[name] for name in ("charge", "payment_intent") if name in params)
+        ]
+        return _page(found, params, "/v1/disputes")
 
     def create_account_link(self, params: dict, as_account: str) -> dict:
         _known(params, {"account", "type", "refresh_url", "return_url", "collect", "expand"})
@@ -669,18 +681,34 @@ class StripeConnect:
 
     def charge(
         self, charge_id: str, amount: int, currency: str, *, intent_id: str | None = None, refunded: int = 0,
-        disputed: bool = False,
+        dispute: str | None = None,
     ) -> dict:  # fmt: skip
         """A charge the platform has, for a run without localstripe (transfers may be made from it),
-        and, with `intent_id`, the succeeded PaymentIntent it paid (read back before a transfer)."""
+        and, with `intent_id`, the succeeded PaymentIntent it paid (read back before a transfer);
+        `dispute` (a status: needs_response, won, lost...) gives it a dispute of its whole amount."""
         with self._lock:
+            if dispute is not None:
+                self.disputes[_id("dp")] = {
+                    "object": "dispute",
+                    "amount": amount,
+                    "charge": charge_id,
+                    "created": int(time.time()),
+                    "currency": currency,
+                    "evidence_details": {"due_by": int(time.time()) + 7 * 86400, "has_evidence": False},
+                    "is_charge_refundable": False,
+                    "livemode": False,
+                    "metadata": {},
+                    "payment_intent": intent_id,
+                    "reason": "fraudulent",
+                    "status": dispute,
+                }
             self.charges[charge_id] = {
                 "id": charge_id,
                 "object": "charge",
                 "amount": amount,
                 "amount_refunded": refunded,
                 "currency": currency,
-                "disputed": disputed,
+                "disputed": dispute is not None,
                 "payment_intent": intent_id,
                 "refunded": refunded == amount,
                 "balance_transaction": {"object": "balance_transaction", "amount": amount, "currency": currency},

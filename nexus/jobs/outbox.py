@@ -159,6 +159,9 @@ def run(outbox_id: int) -> None:
         db.session.rollback()
         reason, cause = f"{type(error).__name__}: {error}"[:1000], error
     row = _locked(outbox_id)
+    if row.status != PENDING:  # another delivery, run beside this one, finished it meanwhile
+        db.session.rollback()
+        return
     row.attempts += 1
     row.handed_over_at = row.handed_over_at or utcnow()
     if row.attempts >= MAX_ATTEMPTS or (row.deadline is not None and utcnow() > row.deadline):

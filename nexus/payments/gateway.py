@@ -301,6 +301,12 @@ def create_account_link(*, account_id: str, refresh_url: str, return_url: str) -
     return _call("start the seller's onboarding", lambda: _stripe().v1.account_links.create(params, options))
 
 
+def disputes_of(charge_id: str) -> list[dict[str, Any]]:
+    """The charge's disputes (every page): what a seller's transfer waits on."""
+    params = {"charge": charge_id, "limit": 100}
+    return list(_every("read the charge's disputes", lambda: _stripe().v1.disputes.list(params)))
+
+
 def retrieve_account(account_id: str) -> dict[str, Any]:
     return _call("read the payout account", lambda: _stripe().v1.accounts.retrieve(account_id))
 

@@ -306,35 +306,42 @@ def _can_make(transfer: Transfer) -> bool:
 def make(transfer_id: int) -> str | None:
     """The unit of work that makes a transfer due (a job, the cron), committing each step; what
     changed, or None. A transfer sent before and never recorded is looked for first (even if a
-    refund has since canceled it here). Before a seller is paid, the buyer's charge is read back
-    from Stripe: a refund Stripe knows of and we do not is applied first (lowering the share),
-    and a disputed charge pays nobody."""
+    refund has since canceled it here); one made has what refunds took of it reversed. Before a
+    seller is paid, the buyer's charge is read back from Stripe: a refund Stripe knows of and we
+    do not is applied first (lowering the share), and while the charge is disputed nobody is paid."""
     transfer = _locked_transfer(transfer_id)
     if transfer is None or transfer.demo:
         db.session.commit()
         return None
-    if transfer.attempted_at is not None and transfer.stripe_transfer_id is None:
+    found = None
+    if transfer.stripe_transfer_id is None and transfer.attempted_at is not None:
         found = gateway.find_transfer(transfer_id=transfer.id, order_id=transfer.order_id)
         if found is not None:
-            return _recorded(transfer, found)
-        if transfer.attempted_at < utcnow() - gateway.CUT_SHORT_AFTER:  # not in flight: never made
+            record_made(transfer, found)
+        elif transfer.attempted_at < utcnow() - gateway.CUT_SHORT_AFTER:  # not in flight: never made
             transfer.attempted_at = None
+    if transfer.stripe_transfer_id is not None:  # made: what refunds took since is reversed
+        db.session.commit()
+        return _and_reversed(transfer_id, found and _made(found))
     if not _can_make(transfer):
         db.session.commit()
         return None
     order_id = transfer.order_id
     db.session.commit()  # no lock held while Stripe is read: a refund found locks its payment first
     charge = _charge_read_back(order_id)
-    if charge is not None and charge.get("disputed"):
+    if charge is not None and _disputed(charge):
         log.warning("transfer %s waits: the buyer's charge %s is disputed", transfer_id, charge["id"])
-        return f"not made: the buyer's charge {charge['id']} is disputed"
+        return f"waits: the buyer's charge {charge['id']} is disputed"
     transfer = _locked_transfer(transfer_id)
     if not _can_make(transfer):  # a refund read back canceled it, or the account stopped taking payouts
         db.session.commit()
         return None
     transfer.attempted_at = utcnow()
     db.session.commit()  # noted before it is sent
-    return _send(transfer_id, charge["id"] if charge else None)
+    transfer = _locked_transfer(transfer_id)
+    made = _sent(transfer, charge["id"] if charge else None)
+    db.session.commit()
+    return _and_reversed(transfer_id, made)
 
 
 def _charge_read_back(order_id: int) -> dict[str, Any] | None:
@@ -343,13 +350,22 @@ def _charge_read_back(order_id: int) -> dict[str, Any] | None:
     return None if payment_id is None else read_back(payment_id)[1]
 
 
-def _send(transfer_id: int, source_charge: str | None) -> str | None:
-    """Send the noted transfer to Stripe and record it, if it is still to be made. A conflict on
-    its key means an earlier attempt went through before a refund lowered it: that one is found
-    and recorded (and the difference reversed)."""
-    transfer = _locked_transfer(transfer_id)
+def _disputed(charge: dict[str, Any]) -> bool:
+    """Whether a dispute of the charge is open, or was lost (Stripe's `disputed` stays true once a
+    charge was ever disputed, a dispute won included, so its disputes are read)."""
+    return bool(charge.get("disputed")) and any(
+        dispute["status"] not in SETTLED_FOR_THE_SELLER for dispute in gateway.disputes_of(charge["id"])
+    )
+
+
+SETTLED_FOR_THE_SELLER = ("won", "warning_closed")  # the disputes that leave the seller's share whole
+
+
+def _sent(transfer: Transfer, source_charge: str | None) -> str | None:
+    """Send the noted transfer to Stripe and record it, if it is still to be made: what changed.
+    A conflict on its key means an earlier attempt went through before a refund lowered it: that
+    one is found and recorded (the difference is then reversed)."""
     if not _can_make(transfer):
-        db.session.commit()
         return None
     account = account_of(transfer.store_id)
     details = {"transfer_id": transfer.id, "order_id": transfer.order_id, "store_id": transfer.store_id}
@@ -365,16 +381,19 @@ def _send(transfer_id: int, source_charge: str | None) -> str | None:
         made = gateway.find_transfer(transfer_id=transfer.id, order_id=transfer.order_id)
         if made is None:
             raise
-    return _recorded(transfer, made)
-
-
-def _recorded(transfer: Transfer, made: dict[str, Any]) -> str:
-    """Record the transfer Stripe made (`made`), commit, and reverse what refunds took of it since."""
     record_made(transfer, made)
-    db.session.commit()
-    change = f"{transfer.amount} {transfer.currency} transferred to {made['destination']} ({made['id']})"
-    reversed_now = reverse(transfer.id)
-    return f"{change}; {reversed_now}" if reversed_now else change
+    return _made(made)
+
+
+def _made(made: dict[str, Any]) -> str:
+    """What a transfer Stripe made (`made`, its object) did."""
+    return f"{made['amount']} {made['currency']} transferred to {made['destination']} ({made['id']})"
+
+
+def _and_reversed(transfer_id: int, change: str | None) -> str | None:
+    """`change`, and what `reverse` then took back of the transfer (refunds that came meanwhile)."""
+    reversed_now = reverse(transfer_id)
+    return "; ".join(part for part in (change, reversed_now) if part) or None
 
 
 def reverse(transfer_id: int) -> str | None:
@@ -385,7 +404,7 @@ def reverse(transfer_id: int) -> str | None:
     of), the transfer is read back and what is still due reversed; if nothing was missing, the
     refusal stands (the job is retried)."""
     transfer = _locked_transfer(transfer_id)
-    if transfer is None or transfer.demo or T(transfer.status) not in MADE:
+    if transfer is None or transfer.demo or transfer.stripe_transfer_id is None:
         db.session.commit()
         return None
     caught_up = transfer.reversal_attempted_at is not None and _caught_up(transfer)
@@ -476,8 +495,7 @@ def settle_now(transfer_id: int) -> str | None:
     """The command's unit of work for one transfer: make it (or find it) if it is to be made,
     reverse what is due of it if it is made. What changed, or None."""
     try:
-        made = db.session.scalar(select(Transfer.stripe_transfer_id).where(Transfer.id == transfer_id))
-        return reverse(transfer_id) if made else make(transfer_id)
+        return make(transfer_id)
     except Exception:
         db.session.rollback()
         raise
