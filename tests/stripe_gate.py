@@ -189,8 +189,10 @@ def _check_fields(value: Any, typed_dict: type, *, prefix: str) -> Refusal | Non
 def _check(value: Any, hint: Any, *, name: str) -> Refusal | None:
     """Whether `value`, as the form carries it, is of type `hint` (None), or the refusal."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any or hint is UntypedStripeObject or origin is UntypedStripeObject:
+    if hint is Any:
         return None
+    if hint is UntypedStripeObject or origin is UntypedStripeObject:  # a hash of whatever it holds
+        origin, args = dict, (str, args[0] if args else Any)
     if origin in (typing.Union, types.UnionType):
         problems = [_check(value, arm, name=name) for arm in args]
         if any(problem is None for problem in problems):
@@ -212,6 +214,8 @@ def _check(value: Any, hint: Any, *, name: str) -> Refusal | None:
                 return problem
         return None
     if origin is dict:
+        if isinstance(value, list):  # keys 0, 1, ... decode as a list; a hash may have them too
+            value = {str(index): item for index, item in enumerate(value)}
         if not isinstance(value, dict):
             return _invalid(name, f"Invalid hash: {name}", "parameter_invalid_hash")
         return next((p for key, item in value.items() if (p := _check(item, args[1], name=f"{name}[{key}]"))), None)
