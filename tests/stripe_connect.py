@@ -1,10 +1,18 @@
-"""A Stripe Connect stand-in for the tests (not a test module): the Connect endpoints Nexus calls,
-stateful, in Stripe's wire format, with every other path passed on to localstripe.
+"""The tests' Stripe (not a test module), also `make dev`'s: a gate, then the endpoints localstripe
+lacks, stateful and in Stripe's wire format, with every other request passed on to localstripe.
+
+The gate (tests/stripe_gate.py) checks each request against the API version the pinned
+stripe-python speaks, before anything else: a parameter that version does not take, a missing
+one, a value of the wrong type or outside a closed enum, a path it does not have or another
+`Stripe-Version` is refused as Stripe refuses it, and kept in `refusals` (conftest fails the test
+that caused one). What localstripe knows by an older name is renamed on the way to it
+(`allowed_payment_method_types` to `payment_method_types`, `TRANSLATED`).
 
 localstripe implements no Connect resource (no accounts, account links, transfers or reversals;
-it answers 400 to `transfer_data` or `application_fee_amount`) and stripe-mock keeps no state, so
-neither can show a transfer made once, lowered, or reversed by the right share. This server can.
-stripe-python reaches it unchanged through `STRIPE_API_BASE`: it serves
+it answers 400 to `transfer_data` or `application_fee_amount`), no webhook endpoints and no
+disputes, and stripe-mock keeps no state, so neither can show a transfer made once, lowered, or
+reversed by the right share. This server can. stripe-python reaches it unchanged through
+`STRIPE_API_BASE`: it serves
 
     POST /v1/accounts                      an Express account (acct_...)
     GET  /v1/accounts/{id}
@@ -13,29 +21,39 @@ stripe-python reaches it unchanged through `STRIPE_API_BASE`: it serves
                                            from a charge (`source_transaction`) the platform does not
                                            have, in a currency other than the one the charge settled
                                            in, or beyond what is left of its amount
-    GET  /v1/transfers?transfer_group=     (finding a transfer whose answer was lost)
+    GET  /v1/transfers?transfer_group=     every page (finding a transfer whose answer was lost)
     GET  /v1/transfers/{id}
     POST /v1/transfers/{id}/reversals      bounded by what is left of the transfer
+    GET  /v1/transfers/{id}/reversals
+    POST /v1/webhook_endpoints             its secret shown once, in this answer
+    GET  /v1/webhook_endpoints
+    POST /v1/webhook_endpoints/{id}        its events, URL, status (not its API version: Stripe's cannot change)
+    GET  /v1/payment_intents/{id}          the intents of `charge`'s charges (others are localstripe's)
+    GET  /v1/disputes?charge=              the disputes of `charge`'s charges
 
 and passes any other request (method, path and query, headers, body; status, headers and body
 back) to `upstream` (localstripe), so one base serves payments and Connect alike. Requests are
 form-encoded with Stripe's bracket notation (`metadata[order_id]=7`, `capabilities[transfers][requested]=true`,
 `expand[0]=...`); answers are JSON objects with `object`, `created` and ids prefixed as Stripe's.
-Unknown parameters, missing ones and unknown objects are refused in Stripe's error shape,
-`{"error": {"type": "invalid_request_error", "message", "param", "code"?}}`, with Stripe's status
-(400, 404; 401 without an API key). An `Idempotency-Key` is honoured per account: the same key
-with the same parameters answers the first answer again (`Idempotent-Replayed: true`), with
-other parameters a 400 `idempotency_error`; as at Stripe, a request refused before it ran saves
-nothing. A `Stripe-Account` header makes the request as that connected account (its own key
-space; an account the platform does not have is a 403).
+Missing parameters and unknown objects are refused in Stripe's error shape, `{"error": {"type":
+"invalid_request_error", "message", "param", "code"?}}`, with Stripe's status (400, 404; 401
+without an API key); a parameter the API takes and this server does not model is refused too, and
+recorded with the gate's refusals. An `Idempotency-Key` is honoured per account for every request,
+passed-on ones included: the same key with the same parameters answers the first answer again
+(`Idempotent-Replayed: true`), a refusal or a 500 included, with other parameters a 400
+`idempotency_error`, and while the first is served a 409; a request the gate refused saves nothing.
+A `Stripe-Account` header makes the request as that connected account (its own key space; an
+account the platform does not have is a 403).
 
 Test controls: `charge` (a charge of the platform's that transfers may be made from, for a run
-without localstripe), `finish_onboarding` (what the seller does on the link's page; visiting the link
-URL does it too and redirects to the link's return_url), `require` (Stripe asking for more),
-`account_updated` / `payout_event` / `reversed_in_dashboard` (the events Stripe would send),
-`sign` and `deliver` (Stripe's webhook signature, with the Connect endpoint's secret),
-`lose_answers_to` (the request is carried out, then the connection is dropped unanswered), and
-`transfers` / `calls` (what was made, and how often each endpoint was called).
+without localstripe, with its intent and a dispute if asked), `finish_onboarding` (what the seller
+does on the link's page; visiting the link URL does it too and redirects to the link's
+return_url), `require` (Stripe asking for more), `account_updated` / `payout_event` /
+`reversed_in_dashboard` (the events Stripe would send), `sign` and `deliver` (Stripe's webhook
+signature, with the Connect endpoint's secret), `lose_answers_to` (the request is carried out,
+then the connection is dropped unanswered), `forget_idempotency_keys` (as Stripe does after a
+day), `refused` (what the gate refused), and `transfers` / `webhook_endpoints` / `calls` /
+`received` (what was made, how often each operation was called, and with what).
 
 Checked against Stripe's API reference (docs.stripe.com, through the search tool):
 - api/accounts (the Account object: `type`, `charges_enabled`, `payouts_enabled`,
@@ -55,7 +73,10 @@ Checked against Stripe's API reference (docs.stripe.com, through the search tool
   `invalid_request_error` and `idempotency_error`), idempotency (results saved once the endpoint
   runs, keys compared with their parameters);
 - connect/webhooks (events of connected accounts carry a top-level `account`) and webhooks
-  signatures (`Stripe-Signature: t=...,v1=HMAC-SHA256(t.payload)`).
+  signatures (`Stripe-Signature: t=...,v1=HMAC-SHA256(t.payload)`);
+- api/webhook_endpoints (`url`, `enabled_events`, `api_version` and `connect` at creation only,
+  `secret` "only returned at creation", `status` enabled|disabled) and api/disputes (`charge`,
+  `payment_intent`, `amount`, `reason`, `status`, `evidence_details.due_by`; listed by `charge`).
 Not modelled: balances (a transfer never fails for insufficient funds), payouts themselves (only
 their events), and anything Nexus does not call.
 """
@@ -597,8 +618,9 @@ class StripeConnect:
     ) -> tuple[int, dict, bytes]:
         """`serve()`, or, for a key seen before (per account, until forgotten), the first answer
         again (`Idempotent-Replayed: true`); with other parameters a 400 `idempotency_error`, and
-        while the first is still being served a 409. As at Stripe, only an answer the endpoint
-        gave is kept: a request refused before it ran saves nothing."""
+        while the first is still being served a 409. As at Stripe (API v1), the first answer is
+        kept once the endpoint began, whatever it was (a refusal, a 500); a request the gate
+        refused, or one still in flight, saves nothing."""
         if not key:
             return serve()
         with self._lock:
@@ -622,10 +644,14 @@ class StripeConnect:
                 )
             self._in_flight.add((as_account, key))
         try:
-            status, headers, answer = serve()
-            if status < 300:
-                with self._lock:
-                    self._remembered[(as_account, key)] = (fingerprint, status, answer)
+            try:
+                status, headers, answer = serve()
+            except StripeError as error:
+                if isinstance(error, NotModelled):
+                    raise
+                status, headers, answer = error.status, {}, json.dumps(error.body).encode()
+            with self._lock:
+                self._remembered[(as_account, key)] = (fingerprint, status, answer)
             return status, headers, answer
         finally:
             with self._lock:

@@ -311,6 +311,11 @@ def retrieve_account(account_id: str) -> dict[str, Any]:
     return _call("read the payout account", lambda: _stripe().v1.accounts.retrieve(account_id))
 
 
+def _stamp(moment: datetime) -> int:
+    """A moment as a key's part: microseconds since the epoch (what the database keeps of it)."""
+    return round(moment.timestamp() * 1_000_000)
+
+
 def _transfer_group(order_id: int) -> str:
     return f"order_{order_id}"
 
@@ -324,13 +329,16 @@ def create_transfer(
     currency: str,
     destination: str,
     source_charge: str | None,
+    attempt: datetime,
 ) -> dict[str, Any]:
     """Transfer a store's share of an order to its connected account (separate charges and
     transfers: the buyer paid the platform), from the buyer's charge (`source_transaction`):
     while the charge's funds are still pending Stripe makes the transfer all the same and the
     seller's funds become available when the charge's do; without it the platform's available
-    balance must cover the transfer when it is made. One key per transfer: however often this is
-    tried, Stripe makes it once."""
+    balance must cover the transfer when it is made. The key is the transfer's and its `attempt`'s
+    (when the caller noted it): however often one attempt is sent, Stripe makes it once, and
+    an attempt Stripe refused (its refusal is replayed under its key for a day) is followed by
+    another, under a key of its own."""
     params = {
         "amount": amount,
         "currency": currency,
@@ -340,7 +348,7 @@ def create_transfer(
     }
     if source_charge:
         params["source_transaction"] = source_charge
-    options = {"idempotency_key": f"nexus-transfer-{transfer_id}"}
+    options = {"idempotency_key": f"nexus-transfer-{transfer_id}-{_stamp(attempt)}"}
     return _call("transfer the seller's share", lambda: _stripe().v1.transfers.create(params, options))
 
 
@@ -356,12 +364,12 @@ def retrieve_transfer(stripe_transfer_id: str) -> dict[str, Any]:
     return _call("read the seller's transfer", lambda: _stripe().v1.transfers.retrieve(stripe_transfer_id))
 
 
-def reverse_transfer(*, stripe_transfer_id: str, transfer_id: int, amount: int, reversed_before: int) -> dict[str, Any]:
+def reverse_transfer(*, stripe_transfer_id: str, transfer_id: int, amount: int, attempt: datetime) -> dict[str, Any]:
     """Take `amount` of a transfer back from the seller (their share of a refund). The key names
-    the reversal by what was reversed before it, not by its amount: a retry asking for more (a
-    refund came meanwhile) is refused as a conflict instead of reversing twice."""
+    the reversal by its `attempt` (when the caller noted it), not by its amount: a retry of it
+    asking for more (a refund came meanwhile) is refused as a conflict instead of reversing twice."""
     params = {"amount": amount, "metadata": {"transfer_id": str(transfer_id)}}
-    options = {"idempotency_key": f"nexus-reversal-{transfer_id}-{reversed_before}"}
+    options = {"idempotency_key": f"nexus-reversal-{transfer_id}-{_stamp(attempt)}"}
     return _call(
         "reverse the seller's share of a refund",
         lambda: _stripe().v1.transfers.reversals.create(stripe_transfer_id, params, options),

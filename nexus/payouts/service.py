@@ -318,7 +318,7 @@ def make(transfer_id: int) -> str | None:
         found = gateway.find_transfer(transfer_id=transfer.id, order_id=transfer.order_id)
         if found is not None:
             record_made(transfer, found)
-        elif transfer.attempted_at < utcnow() - gateway.CUT_SHORT_AFTER:  # not in flight: never made
+        elif _cut_short(transfer.attempted_at):  # never made: the next attempt is a new one, its own key
             transfer.attempted_at = None
     if transfer.stripe_transfer_id is not None:  # made: what refunds took since is reversed
         db.session.commit()
@@ -336,7 +336,7 @@ def make(transfer_id: int) -> str | None:
     if not _can_make(transfer):  # a refund read back canceled it, or the account stopped taking payouts
         db.session.commit()
         return None
-    transfer.attempted_at = utcnow()
+    transfer.attempted_at = transfer.attempted_at or utcnow()  # one in flight is joined, under its key
     db.session.commit()  # noted before it is sent
     transfer = _locked_transfer(transfer_id)
     made = _sent(transfer, charge["id"] if charge else None)
@@ -375,6 +375,7 @@ def _sent(transfer: Transfer, source_charge: str | None) -> str | None:
             currency=transfer.currency,
             destination=account.stripe_account_id,
             source_charge=source_charge,
+            attempt=transfer.attempted_at,
             **details,
         )
     except gateway.IdempotencyConflict:
@@ -407,24 +408,24 @@ def reverse(transfer_id: int) -> str | None:
     if transfer is None or transfer.demo or transfer.stripe_transfer_id is None:
         db.session.commit()
         return None
-    caught_up = transfer.reversal_attempted_at is not None and _caught_up(transfer)
+    caught_up = _cut_short(transfer.reversal_attempted_at) and _caught_up(transfer)
     due = reversal_due(transfer)
     if not due:
         db.session.commit()
         return f"{transfer.amount_reversed} {transfer.currency} reversed at Stripe already" if caught_up else None
-    transfer.reversal_attempted_at = utcnow()
+    transfer.reversal_attempted_at = transfer.reversal_attempted_at or utcnow()  # one in flight is joined
     db.session.commit()  # noted before it is sent
     transfer = _locked_transfer(transfer_id)
     due = reversal_due(transfer)
-    if not due:  # another worker reversed it meanwhile
+    if not due or transfer.reversal_attempted_at is None:  # another worker sent the one noted meanwhile
         db.session.commit()
-        return None
+        return reverse(transfer_id) if due else None  # what a refund since then took: a new reversal
     try:
         reversal = gateway.reverse_transfer(
             stripe_transfer_id=transfer.stripe_transfer_id,
             transfer_id=transfer.id,
             amount=due,
-            reversed_before=transfer.amount_reversed,
+            attempt=transfer.reversal_attempted_at,
         )
     except gateway.StripeRefused:
         db.session.rollback()
@@ -437,6 +438,12 @@ def reverse(transfer_id: int) -> str | None:
     transfer.reversal_attempted_at = None
     db.session.commit()
     return f"{reversal['amount']} {transfer.currency} reversed ({reversal['id']})"
+
+
+def _cut_short(noted: datetime | None) -> bool:
+    """Whether a move noted then (if at all) can no longer be in flight: its answer was lost, or
+    Stripe refused it, or its worker died. Until then another worker joins it under its key."""
+    return noted is not None and noted < utcnow() - gateway.CUT_SHORT_AFTER
 
 
 def _caught_up(transfer: Transfer) -> bool:
