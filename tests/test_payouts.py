@@ -14,7 +14,7 @@ from nexus.jobs.outbox import OutboxJob
 from nexus.orders.models import Order
 from nexus.payments.models import Payment, PaymentEventAudit
 from nexus.payouts.models import PayoutAccount
-from tests.conftest import all_at_once, eventually, wait_for_jobs
+from tests.conftest import all_at_once, eventually, run_command, wait_for_jobs
 from tests.factories import PaymentFactory, StoreFactory
 from tests.payouts_helpers import (
     CONNECT_WEBHOOK,
@@ -338,6 +338,22 @@ def test_two_jobs_for_one_transfer_make_it_once(
 
     assert len(stripe_connect.transfers_to(account_id)) == 1
     assert transfer_of(session, order).status == "paid"
+
+
+def test_a_transfer_stripe_refused_is_made_under_a_key_of_its_own_once_the_account_can_take_it(
+    app, client, owner, buyer, vase, localstripe, stripe_connect, session
+):
+    account_id = onboard(client, owner, vase.store_id)
+    stripe_connect.require(account_id, "external_account")  # Stripe stops its transfers; that news is lost
+    order, _ = delivered_order(client, buyer, owner, vase, localstripe)
+    eventually(lambda: stripe_connect.calls[("POST", "transfers.create")])  # refused, and kept under its key
+    stripe_connect.finish_onboarding(account_id)
+
+    settled = run_command(app, "payouts", "reconcile", after_minutes=2)  # a replay of the refusal would fail
+
+    [made] = stripe_connect.transfers_to(account_id)
+    assert f"9000 usd transferred to {account_id} ({made['id']})" in settled
+    assert transfer_of(session, order).stripe_transfer_id == made["id"]
 
 
 def test_a_transfer_whose_answer_was_lost_is_made_once(
