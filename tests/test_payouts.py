@@ -349,11 +349,11 @@ def test_a_transfer_stripe_refused_is_made_under_a_key_of_its_own_once_the_accou
     eventually(lambda: stripe_connect.calls[("POST", "transfers.create")])  # refused, and kept under its key
     stripe_connect.finish_onboarding(account_id)
 
-    settled = run_command(app, "payouts", "reconcile", after_minutes=2)  # a replay of the refusal would fail
+    run_command(app, "payouts", "reconcile", after_minutes=2)  # with the refusal replayed, it would exit 1
 
-    [made] = stripe_connect.transfers_to(account_id)
-    assert f"9000 usd transferred to {account_id} ({made['id']})" in settled
-    assert transfer_of(session, order).stripe_transfer_id == made["id"]
+    [made] = stripe_connect.transfers_to(account_id)  # by the cron, or by the job's retry as it ran
+    assert made["amount"] == 9000
+    eventually(lambda: transfer_of(session, order).stripe_transfer_id == made["id"])
 
 
 def test_a_transfer_whose_answer_was_lost_is_made_once(
