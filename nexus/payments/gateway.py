@@ -352,10 +352,11 @@ def create_transfer(
     return _call("transfer the seller's share", lambda: _stripe().v1.transfers.create(params, options))
 
 
-def find_transfer(*, transfer_id: int, order_id: int) -> dict[str, Any] | None:
+def find_transfer(*, transfer_id: int, order_id: int, destination: str) -> dict[str, Any] | None:
     """The transfer Stripe made for our transfer `transfer_id`, if any (its answer was lost):
-    every page of the order's transfer group, by their metadata."""
-    params = {"transfer_group": _transfer_group(order_id), "limit": 100}
+    every page of the order's transfer group to the store's account, by their metadata (ids of a
+    database restored or reset elsewhere may be met again; the account and the group narrow it)."""
+    params = {"transfer_group": _transfer_group(order_id), "destination": destination, "limit": 100}
     transfers = _every("look for the seller's transfer", lambda: _stripe().v1.transfers.list(params))
     return _tagged(transfers, transfer_id=str(transfer_id))
 

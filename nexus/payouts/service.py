@@ -315,7 +315,10 @@ def make(transfer_id: int) -> str | None:
         return None
     found = None
     if transfer.stripe_transfer_id is None and transfer.attempted_at is not None:
-        found = gateway.find_transfer(transfer_id=transfer.id, order_id=transfer.order_id)
+        account = account_of(transfer.store_id)  # an attempt was made to it
+        found = gateway.find_transfer(
+            transfer_id=transfer.id, order_id=transfer.order_id, destination=account.stripe_account_id
+        )
         if found is not None:
             record_made(transfer, found)
         elif _cut_short(transfer.attempted_at):  # never made: the next attempt is a new one, its own key
@@ -379,7 +382,9 @@ def _sent(transfer: Transfer, source_charge: str | None) -> str | None:
             **details,
         )
     except gateway.IdempotencyConflict:
-        made = gateway.find_transfer(transfer_id=transfer.id, order_id=transfer.order_id)
+        made = gateway.find_transfer(
+            transfer_id=transfer.id, order_id=transfer.order_id, destination=account.stripe_account_id
+        )
         if made is None:
             raise
     record_made(transfer, made)
