@@ -20,6 +20,7 @@ import ast
 import functools
 import importlib
 import re
+import threading
 import types
 import typing
 from dataclasses import dataclass
@@ -80,10 +81,20 @@ def refusal(params: dict[str, Any], op: Operation) -> Refusal | None:
 # --- the operations, from stripe-python's services ----------------------------------------------
 
 
-@functools.cache
 def _operations() -> dict[str, list[Operation]]:
-    """Every v1 operation the services call, by method; paths with fewer placeholders first, so a
-    literal segment (`/v1/payment_intents/search`) wins over an id (`/v1/payment_intents/{intent}`)."""
+    """Every v1 operation the services call, by method, read once (the stand-in's threads ask at
+    once, and `ast.parse` is not safe to run on several threads at a time)."""
+    with _READING:
+        return _read_operations()
+
+
+_READING = threading.Lock()
+
+
+@functools.cache
+def _read_operations() -> dict[str, list[Operation]]:
+    """Paths with fewer placeholders first, so a literal segment (`/v1/payment_intents/search`)
+    wins over an id (`/v1/payment_intents/{intent}`)."""
     found: dict[str, list[Operation]] = {}
     root = Path(stripe.__file__).parent
     for source in sorted(root.rglob("_*_service.py")):
